@@ -1,0 +1,1 @@
+//! Audio front-end: WAV reading and librosa-identical MFCC features. PLACEHOLDER.

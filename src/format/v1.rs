@@ -1,0 +1,1 @@
+//! The C project v1 "Mamb" model files. PLACEHOLDER.

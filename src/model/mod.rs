@@ -1,0 +1,216 @@
+//! The immutable model: hyperparameters plus typed weight views.
+//!
+//! Loaders in [`crate::format`] build a [`Model`]; nothing here knows about
+//! file formats. A model is `Send + Sync` and is shared (behind an `Arc`) by
+//! any number of sessions.
+
+pub mod tensor;
+
+use crate::error::{Error, Result};
+pub use tensor::{Backing, DType, Tensor};
+
+/// Hyperparameters of a Mamba-1 language model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LmConfig {
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub d_inner: usize,
+    pub d_state: usize,
+    pub d_conv: usize,
+    pub dt_rank: usize,
+    /// Tokens the tokenizer knows (50277 for GPT-NeoX). Sampling uses `padded_vocab`.
+    pub vocab_size: usize,
+    /// Rows of the embedding and the lm_head (vocab rounded up, 50280).
+    pub padded_vocab: usize,
+    pub norm_eps: f32,
+    /// lm_head shares the embedding matrix.
+    pub tied: bool,
+}
+
+/// Upper bound on any single dimension, to refuse absurd headers early.
+pub const MAX_DIM: usize = 1 << 24;
+
+impl LmConfig {
+    /// Checks that the dimensions are sane (positive, not absurd).
+    pub fn validate(&self) -> Result<()> {
+        let dims = [
+            ("n_layers", self.n_layers),
+            ("d_model", self.d_model),
+            ("d_inner", self.d_inner),
+            ("d_state", self.d_state),
+            ("d_conv", self.d_conv),
+            ("dt_rank", self.dt_rank),
+            ("vocab_size", self.vocab_size),
+            ("padded_vocab", self.padded_vocab),
+        ];
+        for (name, v) in dims {
+            if v == 0 || v > MAX_DIM {
+                return Err(Error::format(format!("{name} = {v} is out of range (1..={MAX_DIM})")));
+            }
+        }
+        if self.n_layers > 4096 || self.d_conv > 1024 || self.d_state > 4096 {
+            return Err(Error::format(format!(
+                "n_layers {} / d_conv {} / d_state {} out of range",
+                self.n_layers, self.d_conv, self.d_state
+            )));
+        }
+        if self.vocab_size > self.padded_vocab {
+            return Err(Error::format(format!(
+                "vocab_size {} exceeds the embedding rows {}",
+                self.vocab_size, self.padded_vocab
+            )));
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
+            return Err(Error::format(format!("norm eps {} is not a valid epsilon", self.norm_eps)));
+        }
+        Ok(())
+    }
+
+    /// Floats in one session's recurrent state (conv + ssm) over all layers.
+    pub fn conv_state_len(&self) -> usize {
+        self.n_layers * self.d_inner * self.d_conv
+    }
+    pub fn ssm_state_len(&self) -> usize {
+        self.n_layers * self.d_inner * self.d_state
+    }
+}
+
+/// The weights of one Mamba mixer (HF `MambaMixer`), PyTorch (out, in) order.
+#[derive(Debug, Clone)]
+pub struct MixerWeights {
+    /// (2·d_inner, d_model): first half x, second half the gate z.
+    pub in_proj: Tensor,
+    pub in_proj_bias: Option<Tensor>,
+    /// (d_inner, d_conv), f32.
+    pub conv_w: Tensor,
+    pub conv_b: Option<Tensor>,
+    /// (dt_rank + 2·d_state, d_inner).
+    pub x_proj: Tensor,
+    /// (d_inner, dt_rank).
+    pub dt_proj: Tensor,
+    /// (d_inner), f32.
+    pub dt_bias: Tensor,
+    /// (d_inner, d_state), f32, already -exp(A_log).
+    pub a: Tensor,
+    /// (d_inner), f32.
+    pub d: Tensor,
+    /// (d_model, d_inner).
+    pub out_proj: Tensor,
+    pub out_proj_bias: Option<Tensor>,
+}
+
+/// One residual block of the language model: `x + mixer(rmsnorm(x))`.
+#[derive(Debug, Clone)]
+pub struct LmLayer {
+    pub norm: Tensor,
+    pub mixer: MixerWeights,
+}
+
+#[derive(Debug, Clone)]
+pub struct LmWeights {
+    /// (padded_vocab, d_model).
+    pub embedding: Tensor,
+    pub layers: Vec<LmLayer>,
+    pub norm_f: Tensor,
+    /// (padded_vocab, d_model); `None` when tied to the embedding.
+    pub lm_head: Option<Tensor>,
+}
+
+impl LmWeights {
+    pub fn head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embedding)
+    }
+
+    /// Checks every tensor's shape against the config; names the tensor on error.
+    pub fn validate(&self, c: &LmConfig) -> Result<()> {
+        fn check(t: &Tensor, rows: usize, cols: usize, name: &str) -> Result<()> {
+            if t.rows != rows || t.cols != cols {
+                return Err(Error::format(format!(
+                    "tensor {name} has shape {}x{}, expected {rows}x{cols}",
+                    t.rows, t.cols
+                )));
+            }
+            Ok(())
+        }
+        fn check_f32(t: &Tensor, n: usize, name: &str) -> Result<()> {
+            check(t, 1, n, name)?;
+            if t.dtype != DType::F32 || t.scale != 1.0 {
+                return Err(Error::format(format!("tensor {name} must be f32")));
+            }
+            Ok(())
+        }
+        check(&self.embedding, c.padded_vocab, c.d_model, "embedding")?;
+        if self.layers.len() != c.n_layers {
+            return Err(Error::format(format!(
+                "{} layers present, config says {}",
+                self.layers.len(),
+                c.n_layers
+            )));
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            let m = &l.mixer;
+            let n = |s: &str| format!("layer {i} {s}");
+            check_f32(&l.norm, c.d_model, &n("norm"))?;
+            check(&m.in_proj, 2 * c.d_inner, c.d_model, &n("in_proj"))?;
+            if let Some(b) = &m.in_proj_bias {
+                check_f32(b, 2 * c.d_inner, &n("in_proj bias"))?;
+            }
+            check(&m.conv_w, c.d_inner, c.d_conv, &n("conv1d weight"))?;
+            if m.conv_w.dtype != DType::F32 || m.conv_w.scale != 1.0 {
+                return Err(Error::format(n("conv1d weight must be f32")));
+            }
+            if let Some(b) = &m.conv_b {
+                check_f32(b, c.d_inner, &n("conv1d bias"))?;
+            }
+            check(&m.x_proj, c.dt_rank + 2 * c.d_state, c.d_inner, &n("x_proj"))?;
+            check(&m.dt_proj, c.d_inner, c.dt_rank, &n("dt_proj"))?;
+            check_f32(&m.dt_bias, c.d_inner, &n("dt_proj bias"))?;
+            check(&m.a, c.d_inner, c.d_state, &n("A"))?;
+            if m.a.dtype != DType::F32 || m.a.scale != 1.0 {
+                return Err(Error::format(n("A must be f32")));
+            }
+            check_f32(&m.d, c.d_inner, &n("D"))?;
+            check(&m.out_proj, c.d_model, c.d_inner, &n("out_proj"))?;
+            if let Some(b) = &m.out_proj_bias {
+                check_f32(b, c.d_model, &n("out_proj bias"))?;
+            }
+        }
+        check_f32(&self.norm_f, c.d_model, "final norm")?;
+        if let Some(h) = &self.lm_head {
+            check(h, c.padded_vocab, c.d_model, "lm_head")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a model computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    LanguageModel,
+    Classifier,
+}
+
+/// An immutable, shareable model.
+pub struct Model {
+    pub config: LmConfig,
+    pub weights: LmWeights,
+    /// The tokenizer the file carries, if any (GGUF).
+    pub tokenizer: Option<std::sync::Arc<crate::tokenizer::Tokenizer>>,
+    /// Where the model came from (for messages).
+    pub source: String,
+    /// Total bytes of the file(s) the model was read from.
+    pub file_bytes: u64,
+}
+
+impl Model {
+    pub fn kind(&self) -> ModelKind {
+        ModelKind::LanguageModel
+    }
+
+    /// Builds a model after validating config and tensor shapes.
+    pub fn new_lm(config: LmConfig, weights: LmWeights, source: &str, file_bytes: u64) -> Result<Model> {
+        config.validate().map_err(|e| e.context(source))?;
+        weights.validate(&config).map_err(|e| e.context(source))?;
+        Ok(Model { config, weights, tokenizer: None, source: source.to_string(), file_bytes })
+    }
+}
