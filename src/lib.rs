@@ -16,3 +16,12 @@ pub mod model;
 pub mod tokenizer;
 
 pub use error::{Error, ErrorKind, Result};
+pub mod mamba;
+pub mod sampler;
+pub mod session;
+pub mod state;
+pub mod threads;
+
+pub use format::{load, LoadOptions};
+pub use model::Model;
+pub use session::Session;

@@ -61,6 +61,8 @@ pub enum Backing {
     Mmap(memmap2::Mmap),
     /// 8-byte aligned heap memory (stored as u64 so f32/f16 views are aligned).
     Heap(Vec<u64>),
+    /// Like `Heap`, holding a file copied into memory: only the first `.1` bytes count.
+    HeapExact(Vec<u64>, usize),
 }
 
 impl Backing {
@@ -70,6 +72,10 @@ impl Backing {
             Backing::Heap(v) => {
                 // SAFETY: u64 memory reinterpreted as bytes, same length in bytes.
                 unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 8) }
+            }
+            Backing::HeapExact(v, len) => {
+                // SAFETY: as above; len <= v.len() * 8 by construction.
+                unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, (*len).min(v.len() * 8)) }
             }
         }
     }

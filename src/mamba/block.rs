@@ -1,0 +1,174 @@
+//! The Mamba-1 mixer, computed exactly as HF transformers' `MambaMixer`
+//! slow path (CPU, float32). Follow one token from top to bottom:
+//!
+//! ```text
+//!   x ──in_proj──► [xs | z]
+//!   xs ──causal depthwise conv1d (width d_conv) + bias──► SiLU ──► u
+//!   u ──x_proj──► [dt_low | B | C]
+//!   dt = softplus(dt_proj(dt_low) + dt_bias)
+//!   h  = exp(dt·A) ⊙ h + (dt·B)·u            (per channel, per state)
+//!   y  = (h·C + D·u) ⊙ SiLU(z)
+//!   out = out_proj(y)
+//! ```
+//!
+//! Two entry points compute the same thing: [`step`] for one token and
+//! [`prompt`] for a block of tokens, where every projection becomes a
+//! matrix-matrix product over the tokens and only the scan runs in time order.
+
+use crate::kernels::{self, silu, softplus};
+use crate::model::MixerWeights;
+
+/// The mixer's dimensions (copied from the model config).
+#[derive(Debug, Clone, Copy)]
+pub struct Dims {
+    pub d_model: usize,
+    pub d_inner: usize,
+    pub d_state: usize,
+    pub d_conv: usize,
+    pub dt_rank: usize,
+}
+
+impl Dims {
+    pub fn dbl(&self) -> usize {
+        self.dt_rank + 2 * self.d_state
+    }
+}
+
+/// Work buffers for a block of up to `cap` tokens (cap = 1 for step mode).
+/// Allocated once per session; nothing is allocated per token.
+pub struct Scratch {
+    pub cap: usize,
+    xz: Vec<f32>,     // cap × 2·d_inner
+    u: Vec<f32>,      // cap × d_inner   (conv output after SiLU)
+    dbl: Vec<f32>,    // cap × (dt_rank + 2·d_state)
+    dt_low: Vec<f32>, // cap × dt_rank
+    dt: Vec<f32>,     // cap × d_inner
+    y: Vec<f32>,      // cap × d_inner
+}
+
+impl Scratch {
+    pub fn new(d: &Dims, cap: usize) -> Scratch {
+        Scratch {
+            cap,
+            xz: vec![0.0; cap * 2 * d.d_inner],
+            u: vec![0.0; cap * d.d_inner],
+            dbl: vec![0.0; cap * d.dbl()],
+            dt_low: vec![0.0; cap * d.dt_rank],
+            dt: vec![0.0; cap * d.d_inner],
+            y: vec![0.0; cap * d.d_inner],
+        }
+    }
+}
+
+fn add_bias(rows: &mut [f32], width: usize, bias: Option<&crate::model::Tensor>) {
+    if let Some(b) = bias {
+        let b = b.as_f32();
+        for row in rows.chunks_exact_mut(width) {
+            for (v, bv) in row.iter_mut().zip(b) {
+                *v += bv;
+            }
+        }
+    }
+}
+
+/// Runs `n` tokens (rows of `x`, each d_model wide, already normalized)
+/// through the mixer, updating `conv_state` (d_inner × d_conv, newest input
+/// last) and `ssm_state` (d_inner × d_state). Writes n × d_model to `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn prompt(
+    w: &MixerWeights,
+    d: &Dims,
+    conv_state: &mut [f32],
+    ssm_state: &mut [f32],
+    x: &[f32],
+    n: usize,
+    s: &mut Scratch,
+    out: &mut [f32],
+) {
+    assert!(n >= 1 && n <= s.cap);
+    let (di, ds, k, r) = (d.d_inner, d.d_state, d.d_conv, d.dt_rank);
+    let nd = d.dbl();
+
+    // 1. in_proj: [xs | z] for every token.
+    let xz = &mut s.xz[..n * 2 * di];
+    kernels::matmul(&w.in_proj, x, n, xz);
+    add_bias(xz, 2 * di, w.in_proj_bias.as_ref());
+
+    // 2. causal depthwise conv1d over time, then SiLU. The conv state holds
+    //    the last d_conv inputs of each channel, oldest first.
+    let cw = w.conv_w.as_f32();
+    let cb = w.conv_b.as_ref().map(|b| b.as_f32());
+    let u = &mut s.u[..n * di];
+    for ch in 0..di {
+        let st = &mut conv_state[ch * k..(ch + 1) * k];
+        let wk = &cw[ch * k..(ch + 1) * k];
+        for t in 0..n {
+            st.copy_within(1.., 0);
+            st[k - 1] = xz[t * 2 * di + ch];
+            let mut acc = 0.0f32;
+            for j in 0..k {
+                acc += st[j] * wk[j];
+            }
+            if let Some(cb) = cb {
+                acc += cb[ch];
+            }
+            u[t * di + ch] = silu(acc);
+        }
+    }
+
+    // 3. x_proj to [dt_low | B | C]; 4. dt = softplus(dt_proj(dt_low) + bias).
+    let dbl = &mut s.dbl[..n * nd];
+    kernels::matmul(&w.x_proj, u, n, dbl);
+    let dt_low = &mut s.dt_low[..n * r];
+    for t in 0..n {
+        dt_low[t * r..(t + 1) * r].copy_from_slice(&dbl[t * nd..t * nd + r]);
+    }
+    let dt = &mut s.dt[..n * di];
+    kernels::matmul(&w.dt_proj, dt_low, n, dt);
+    let dtb = w.dt_bias.as_f32();
+    for row in dt.chunks_exact_mut(di) {
+        for (v, b) in row.iter_mut().zip(dtb) {
+            *v = softplus(*v + b);
+        }
+    }
+
+    // 5. selective scan in time order, per channel; D skip; SiLU(z) gate.
+    let a = w.a.as_f32();
+    let dvec = w.d.as_f32();
+    let y = &mut s.y[..n * di];
+    for t in 0..n {
+        let bvec = &dbl[t * nd + r..t * nd + r + ds];
+        let cvec = &dbl[t * nd + r + ds..t * nd + r + 2 * ds];
+        for ch in 0..di {
+            let dtv = dt[t * di + ch];
+            let uv = u[t * di + ch];
+            let h = &mut ssm_state[ch * ds..(ch + 1) * ds];
+            let arow = &a[ch * ds..(ch + 1) * ds];
+            let mut acc = 0.0f32;
+            for j in 0..ds {
+                h[j] = (dtv * arow[j]).exp() * h[j] + (dtv * bvec[j]) * uv;
+                acc += h[j] * cvec[j];
+            }
+            let z = xz[t * 2 * di + di + ch];
+            y[t * di + ch] = (acc + uv * dvec[ch]) * silu(z);
+        }
+    }
+
+    // 6. out_proj.
+    kernels::matmul(&w.out_proj, y, n, &mut out[..n * d.d_model]);
+    add_bias(&mut out[..n * d.d_model], d.d_model, w.out_proj_bias.as_ref());
+}
+
+/// One token through the mixer: `prompt` with n = 1 (every product becomes
+/// a matrix-vector product).
+pub fn step(
+    w: &MixerWeights,
+    d: &Dims,
+    conv_state: &mut [f32],
+    ssm_state: &mut [f32],
+    x: &[f32],
+    s: &mut Scratch,
+    out: &mut [f32],
+) {
+    prompt(w, d, conv_state, ssm_state, x, 1, s, out)
+}

@@ -1,0 +1,100 @@
+//! The Mamba language model: embedding, n × (x + mixer(rmsnorm(x))), final
+//! RMSNorm, lm_head. Works on a [`LmState`] (the recurrent state of one
+//! sequence) and an [`LmScratch`] (its work buffers).
+
+use super::block::{self, Dims, Scratch};
+use crate::kernels;
+use crate::model::{LmConfig, Model};
+
+/// Prompt tokens processed together as one matrix-matrix block.
+pub const PROMPT_BLOCK: usize = 64;
+
+/// The recurrent state of one sequence, all layers.
+#[derive(Clone)]
+pub struct LmState {
+    /// n_layers × d_inner × d_conv, the newest input last.
+    pub conv: Vec<f32>,
+    /// n_layers × d_inner × d_state.
+    pub ssm: Vec<f32>,
+}
+
+impl LmState {
+    pub fn new(c: &LmConfig) -> LmState {
+        LmState { conv: vec![0.0; c.conv_state_len()], ssm: vec![0.0; c.ssm_state_len()] }
+    }
+    pub fn reset(&mut self) {
+        self.conv.fill(0.0);
+        self.ssm.fill(0.0);
+    }
+}
+
+/// Work buffers sized for one block of up to [`PROMPT_BLOCK`] tokens.
+pub struct LmScratch {
+    mixer: Scratch,
+    x: Vec<f32>,   // block × d_model: the residual stream
+    xn: Vec<f32>,  // block × d_model: normalized input of the current layer
+    out: Vec<f32>, // block × d_model: mixer output
+    pub logits: Vec<f32>,
+}
+
+pub fn dims(c: &LmConfig) -> Dims {
+    Dims { d_model: c.d_model, d_inner: c.d_inner, d_state: c.d_state, d_conv: c.d_conv, dt_rank: c.dt_rank }
+}
+
+impl LmScratch {
+    pub fn new(c: &LmConfig) -> LmScratch {
+        let cap = PROMPT_BLOCK;
+        LmScratch {
+            mixer: Scratch::new(&dims(c), cap),
+            x: vec![0.0; cap * c.d_model],
+            xn: vec![0.0; cap * c.d_model],
+            out: vec![0.0; cap * c.d_model],
+            logits: vec![0.0; c.padded_vocab],
+        }
+    }
+}
+
+/// Runs `tokens` (at most PROMPT_BLOCK, all < padded_vocab) through the
+/// model. With `all_logits`, writes tokens.len() × padded_vocab logits;
+/// always leaves the last position's logits in `s.logits`.
+pub fn forward_block(model: &Model, st: &mut LmState, s: &mut LmScratch, tokens: &[u32], mut all_logits: Option<&mut [f32]>) {
+    let c = &model.config;
+    let w = &model.weights;
+    let n = tokens.len();
+    assert!(n >= 1 && n <= PROMPT_BLOCK);
+    let (dm, di) = (c.d_model, c.d_inner);
+    let d = dims(c);
+
+    // Embedding lookup.
+    for (t, &tok) in tokens.iter().enumerate() {
+        kernels::dequant_row(&w.embedding, tok as usize, &mut s.x[t * dm..(t + 1) * dm]);
+    }
+    // Residual blocks: x = x + mixer(rmsnorm(x)).
+    for (l, layer) in w.layers.iter().enumerate() {
+        let norm = layer.norm.as_f32();
+        for t in 0..n {
+            kernels::rmsnorm(&mut s.xn[t * dm..(t + 1) * dm], &s.x[t * dm..(t + 1) * dm], norm, c.norm_eps);
+        }
+        let conv = &mut st.conv[l * di * c.d_conv..(l + 1) * di * c.d_conv];
+        let ssm = &mut st.ssm[l * di * c.d_state..(l + 1) * di * c.d_state];
+        block::prompt(&layer.mixer, &d, conv, ssm, &s.xn[..n * dm], n, &mut s.mixer, &mut s.out);
+        for (xv, ov) in s.x[..n * dm].iter_mut().zip(&s.out[..n * dm]) {
+            *xv += ov;
+        }
+    }
+    // Final norm and lm_head: for every position when asked, else the last.
+    let norm_f = w.norm_f.as_f32();
+    let head = w.head();
+    let v = c.padded_vocab;
+    if let Some(all) = all_logits.as_deref_mut() {
+        for t in 0..n {
+            kernels::rmsnorm(&mut s.xn[t * dm..(t + 1) * dm], &s.x[t * dm..(t + 1) * dm], norm_f, c.norm_eps);
+        }
+        kernels::matmul(head, &s.xn[..n * dm], n, &mut all[..n * v]);
+        s.logits.copy_from_slice(&all[(n - 1) * v..n * v]);
+    } else {
+        let last = (n - 1) * dm;
+        kernels::rmsnorm(&mut s.xn[..dm], &s.x[last..last + dm], norm_f, c.norm_eps);
+        kernels::matvec(head, &s.xn[..dm], &mut s.logits);
+    }
+}

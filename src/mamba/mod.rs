@@ -1,0 +1,6 @@
+//! The math: the Mamba-1 block ([`block`]) and the language-model forward ([`lm`]).
+
+pub mod block;
+pub mod lm;
+
+pub use block::Dims;

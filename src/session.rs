@@ -1,0 +1,123 @@
+//! A session: one sequence's recurrent state and work buffers over a shared,
+//! immutable model. Sessions are independent; many can run on one model from
+//! many threads at once.
+
+use crate::error::{Error, Result};
+use crate::mamba::lm::{self, LmScratch, LmState, PROMPT_BLOCK};
+use crate::model::Model;
+use crate::state;
+use std::sync::Arc;
+
+pub struct Session {
+    model: Arc<Model>,
+    state: LmState,
+    scratch: LmScratch,
+    /// Tokens consumed since the last reset.
+    position: u64,
+}
+
+impl Session {
+    pub fn new(model: Arc<Model>) -> Session {
+        let state = LmState::new(&model.config);
+        let scratch = LmScratch::new(&model.config);
+        Session { model, state, scratch, position: 0 }
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Back to the empty state (as after `new`).
+    pub fn reset(&mut self) {
+        self.state.reset();
+        self.position = 0;
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        let v = self.model.config.padded_vocab;
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= v) {
+            return Err(Error::invalid(format!("token id {t} is out of range (vocabulary has {v} rows)")));
+        }
+        Ok(())
+    }
+
+    /// Feeds one token; returns the logits for the next position.
+    pub fn forward(&mut self, token: u32) -> Result<&[f32]> {
+        self.forward_tokens(&[token])
+    }
+
+    /// Feeds `tokens` in prompt mode (blocks of matrix-matrix products);
+    /// returns the logits after the last token. Leaves the same state that
+    /// feeding them one at a time does.
+    pub fn forward_tokens(&mut self, tokens: &[u32]) -> Result<&[f32]> {
+        if tokens.is_empty() {
+            return Err(Error::invalid("no tokens given"));
+        }
+        self.check_tokens(tokens)?;
+        let Session { model, state, scratch, .. } = self;
+        crate::threads::run(|| {
+            for chunk in tokens.chunks(PROMPT_BLOCK) {
+                lm::forward_block(model, state, scratch, chunk, None);
+            }
+        });
+        self.position += tokens.len() as u64;
+        Ok(&self.scratch.logits)
+    }
+
+    /// Like `forward_tokens` but writes the logits of every position to
+    /// `out` (tokens.len() × padded_vocab).
+    pub fn forward_all(&mut self, tokens: &[u32], out: &mut [f32]) -> Result<()> {
+        let v = self.model.config.padded_vocab;
+        if out.len() < tokens.len() * v {
+            return Err(Error::invalid("logits buffer too small"));
+        }
+        if tokens.is_empty() {
+            return Err(Error::invalid("no tokens given"));
+        }
+        self.check_tokens(tokens)?;
+        let Session { model, state, scratch, .. } = self;
+        crate::threads::run(|| {
+            for (i, chunk) in tokens.chunks(PROMPT_BLOCK).enumerate() {
+                let o = &mut out[i * PROMPT_BLOCK * v..(i * PROMPT_BLOCK + chunk.len()) * v];
+                lm::forward_block(model, state, scratch, chunk, Some(o));
+            }
+        });
+        self.position += tokens.len() as u64;
+        Ok(())
+    }
+
+    /// The logits of the last forward.
+    pub fn logits(&self) -> &[f32] {
+        &self.scratch.logits
+    }
+
+    pub fn state_size(&self) -> usize {
+        state::blob_size(&self.model.config)
+    }
+
+    /// Writes the state blob into `out` (at least `state_size()` bytes).
+    pub fn state_get(&self, out: &mut [u8]) -> Result<usize> {
+        state::write(&self.model.config, &self.state, self.position, out)?;
+        Ok(self.state_size())
+    }
+
+    /// Restores a blob written by `state_get` for a model of the same shape.
+    pub fn state_set(&mut self, blob: &[u8]) -> Result<()> {
+        self.position = state::read(&self.model.config, &mut self.state, blob)?;
+        Ok(())
+    }
+
+    /// The raw recurrent state (conv then ssm), as the C project's
+    /// `get_internal_state` lays it out.
+    pub fn raw_state(&self) -> (&[f32], &[f32]) {
+        (&self.state.conv, &self.state.ssm)
+    }
+
+    pub fn raw_state_mut(&mut self) -> (&mut [f32], &mut [f32]) {
+        (&mut self.state.conv, &mut self.state.ssm)
+    }
+}
