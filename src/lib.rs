@@ -10,12 +10,14 @@
 
 pub mod audio;
 pub mod error;
+pub mod ffi;
 pub mod format;
 pub mod kernels;
 pub mod model;
 pub mod tokenizer;
 
 pub use error::{Error, ErrorKind, Result};
+pub mod generate;
 pub mod mamba;
 pub mod sampler;
 pub mod session;

@@ -38,3 +38,33 @@ impl Tokenizer {
         Err(crate::error::Error::unsupported("tokenizer not implemented yet"))
     }
 }
+
+impl Tokenizer {
+    pub fn eos_id(&self) -> Option<u32> {
+        Some(0)
+    }
+    pub fn is_legacy(&self) -> bool {
+        true
+    }
+}
+
+/// Streaming decoder placeholder.
+#[derive(Default)]
+pub struct StreamDecoder {
+    pending: Vec<u8>,
+}
+
+impl StreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn push(&mut self, tok: &Tokenizer, id: u32, out: &mut Vec<u8>) {
+        if let Some(b) = tok.token_bytes(id) {
+            self.pending.extend_from_slice(b);
+        }
+        out.append(&mut self.pending);
+    }
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.pending);
+    }
+}
