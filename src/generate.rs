@@ -63,7 +63,10 @@ pub fn generate(
             "the tokenizer produced token {bad}, beyond the model's {vocab} embedding rows (wrong tokenizer?)"
         )));
     }
-    let mut stats = GenerateStats { prompt_tokens: ids.len(), ..Default::default() };
+    let mut stats = GenerateStats {
+        prompt_tokens: ids.len(),
+        ..Default::default()
+    };
     for &t in &ids {
         sampler.accept(t);
     }

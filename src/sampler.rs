@@ -21,7 +21,14 @@ pub struct SamplerParams {
 
 impl Default for SamplerParams {
     fn default() -> Self {
-        SamplerParams { temperature: 1.0, top_p: 0.9, top_k: 0, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 }
+        SamplerParams {
+            temperature: 1.0,
+            top_p: 0.9,
+            top_k: 0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+        }
     }
 }
 
@@ -109,7 +116,11 @@ impl Sampler {
         if self.params.repeat_penalty != 1.0 && self.params.repeat_penalty > 0.0 {
             for &t in &self.recent {
                 if let Some(v) = p.get_mut(t as usize) {
-                    *v = if *v > 0.0 { *v / self.params.repeat_penalty } else { *v * self.params.repeat_penalty };
+                    *v = if *v > 0.0 {
+                        *v / self.params.repeat_penalty
+                    } else {
+                        *v * self.params.repeat_penalty
+                    };
                 }
             }
         }
@@ -117,8 +128,10 @@ impl Sampler {
         if k > 0 && k < n {
             // Mask everything below the k-th largest logit.
             self.index.clear();
-            self.index.extend(p.iter().enumerate().map(|(i, &v)| (v, i as u32)));
-            self.index.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+            self.index
+                .extend(p.iter().enumerate().map(|(i, &v)| (v, i as u32)));
+            self.index
+                .select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
             let kth = self.index[k - 1].0;
             let mut kept = 0;
             for v in p.iter_mut() {
@@ -154,7 +167,12 @@ impl Sampler {
         // cut after the cumulative probability first exceeds topp.
         let cutoff = (1.0 - topp) / (n as f32 - 1.0);
         self.index.clear();
-        self.index.extend(p.iter().enumerate().filter(|(_, &v)| v >= cutoff).map(|(i, &v)| (v, i as u32)));
+        self.index.extend(
+            p.iter()
+                .enumerate()
+                .filter(|(_, &v)| v >= cutoff)
+                .map(|(i, &v)| (v, i as u32)),
+        );
         self.index.sort_by(|a, b| b.0.total_cmp(&a.0));
         if self.index.is_empty() {
             return argmax(p) as u32;
@@ -194,13 +212,27 @@ mod tests {
 
     #[test]
     fn greedy_takes_first_maximum() {
-        let mut s = Sampler::new(4, SamplerParams { temperature: 0.0, ..Default::default() });
+        let mut s = Sampler::new(
+            4,
+            SamplerParams {
+                temperature: 0.0,
+                ..Default::default()
+            },
+        );
         assert_eq!(s.sample(&[1.0, 3.0, 3.0, -1.0]), 1);
     }
 
     #[test]
     fn top_k_one_is_greedy_at_any_temperature() {
-        let mut s = Sampler::new(5, SamplerParams { temperature: 1.5, top_k: 1, seed: 7, ..Default::default() });
+        let mut s = Sampler::new(
+            5,
+            SamplerParams {
+                temperature: 1.5,
+                top_k: 1,
+                seed: 7,
+                ..Default::default()
+            },
+        );
         for _ in 0..20 {
             assert_eq!(s.sample(&[0.1, 0.2, 2.0, 1.9, -3.0]), 2);
         }
@@ -209,7 +241,15 @@ mod tests {
     #[test]
     fn top_p_never_picks_outside_nucleus() {
         let logits = [5.0, 4.9, -10.0, -10.0, -10.0, -10.0];
-        let mut s = Sampler::new(6, SamplerParams { temperature: 1.0, top_p: 0.5, seed: 3, ..Default::default() });
+        let mut s = Sampler::new(
+            6,
+            SamplerParams {
+                temperature: 1.0,
+                top_p: 0.5,
+                seed: 3,
+                ..Default::default()
+            },
+        );
         for _ in 0..200 {
             assert!(s.sample(&logits) < 2);
         }
@@ -218,18 +258,33 @@ mod tests {
     #[test]
     fn same_seed_same_tokens() {
         let logits: Vec<f32> = (0..50).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
-        let p = SamplerParams { temperature: 0.8, top_p: 0.95, seed: 1234, ..Default::default() };
+        let p = SamplerParams {
+            temperature: 0.8,
+            top_p: 0.95,
+            seed: 1234,
+            ..Default::default()
+        };
         let mut a = Sampler::new(50, p);
         let mut b = Sampler::new(50, p);
         let ta: Vec<u32> = (0..30).map(|_| a.sample(&logits)).collect();
         let tb: Vec<u32> = (0..30).map(|_| b.sample(&logits)).collect();
         assert_eq!(ta, tb);
-        assert!(ta.iter().any(|&t| t != ta[0]), "sampling at T=0.8 should vary");
+        assert!(
+            ta.iter().any(|&t| t != ta[0]),
+            "sampling at T=0.8 should vary"
+        );
     }
 
     #[test]
     fn repeat_penalty_lowers_recent_tokens() {
-        let mut s = Sampler::new(3, SamplerParams { temperature: 0.0, repeat_penalty: 2.0, ..Default::default() });
+        let mut s = Sampler::new(
+            3,
+            SamplerParams {
+                temperature: 0.0,
+                repeat_penalty: 2.0,
+                ..Default::default()
+            },
+        );
         s.accept(0);
         assert_eq!(s.sample(&[2.0, 1.5, 0.0]), 1);
     }

@@ -20,7 +20,12 @@ impl Session {
     pub fn new(model: Arc<Model>) -> Session {
         let state = LmState::new(&model.config);
         let scratch = LmScratch::new(&model.config);
-        Session { model, state, scratch, position: 0 }
+        Session {
+            model,
+            state,
+            scratch,
+            position: 0,
+        }
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -40,7 +45,9 @@ impl Session {
     fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
         let v = self.model.config.padded_vocab;
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= v) {
-            return Err(Error::invalid(format!("token id {t} is out of range (vocabulary has {v} rows)")));
+            return Err(Error::invalid(format!(
+                "token id {t} is out of range (vocabulary has {v} rows)"
+            )));
         }
         Ok(())
     }
@@ -58,7 +65,12 @@ impl Session {
             return Err(Error::invalid("no tokens given"));
         }
         self.check_tokens(tokens)?;
-        let Session { model, state, scratch, .. } = self;
+        let Session {
+            model,
+            state,
+            scratch,
+            ..
+        } = self;
         crate::threads::run(|| {
             for chunk in tokens.chunks(PROMPT_BLOCK) {
                 lm::forward_block(model, state, scratch, chunk, None);
@@ -79,7 +91,12 @@ impl Session {
             return Err(Error::invalid("no tokens given"));
         }
         self.check_tokens(tokens)?;
-        let Session { model, state, scratch, .. } = self;
+        let Session {
+            model,
+            state,
+            scratch,
+            ..
+        } = self;
         crate::threads::run(|| {
             for (i, chunk) in tokens.chunks(PROMPT_BLOCK).enumerate() {
                 let o = &mut out[i * PROMPT_BLOCK * v..(i * PROMPT_BLOCK + chunk.len()) * v];

@@ -40,7 +40,10 @@ fn dims(c: &LmConfig) -> [u32; 5] {
 pub fn write(c: &LmConfig, st: &LmState, position: u64, out: &mut [u8]) -> Result<()> {
     let need = blob_size(c);
     if out.len() < need {
-        return Err(Error::invalid(format!("state buffer too small: {} bytes, need {need}", out.len())));
+        return Err(Error::invalid(format!(
+            "state buffer too small: {} bytes, need {need}",
+            out.len()
+        )));
     }
     let out = &mut out[..need];
     let mut p = HEADER;
@@ -65,13 +68,17 @@ pub fn write(c: &LmConfig, st: &LmState, position: u64, out: &mut [u8]) -> Resul
 pub fn read(c: &LmConfig, st: &mut LmState, blob: &[u8]) -> Result<u64> {
     let mismatch = |m: String| Error::new(ErrorKind::StateMismatch, m);
     if blob.len() < HEADER || &blob[0..4] != MAGIC {
-        return Err(mismatch("not a libmamba state blob (bad magic or too short)".into()));
+        return Err(mismatch(
+            "not a libmamba state blob (bad magic or too short)".into(),
+        ));
     }
     let u32_at = |o: usize| u32::from_le_bytes([blob[o], blob[o + 1], blob[o + 2], blob[o + 3]]);
     let u64_at = |o: usize| u64::from_le_bytes(blob[o..o + 8].try_into().unwrap());
     let version = u32_at(4);
     if version != VERSION {
-        return Err(mismatch(format!("state blob version {version}, this library reads {VERSION}")));
+        return Err(mismatch(format!(
+            "state blob version {version}, this library reads {VERSION}"
+        )));
     }
     let got: Vec<u32> = (0..5).map(|i| u32_at(8 + 4 * i)).collect();
     let want = dims(c);
@@ -81,12 +88,20 @@ pub fn read(c: &LmConfig, st: &mut LmState, blob: &[u8]) -> Result<u64> {
         )));
     }
     if blob.len() != blob_size(c) {
-        return Err(mismatch(format!("state blob has {} bytes, expected {}", blob.len(), blob_size(c))));
+        return Err(mismatch(format!(
+            "state blob has {} bytes, expected {}",
+            blob.len(),
+            blob_size(c)
+        )));
     }
     if fnv1a(&blob[HEADER..]) != u64_at(40) {
-        return Err(mismatch("state blob checksum mismatch (corrupted data)".into()));
+        return Err(mismatch(
+            "state blob checksum mismatch (corrupted data)".into(),
+        ));
     }
-    let mut floats = blob[HEADER..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let mut floats = blob[HEADER..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     for v in st.conv.iter_mut().chain(st.ssm.iter_mut()) {
         *v = floats.next().unwrap_or(0.0);
     }

@@ -23,7 +23,11 @@ fn default_threads() -> usize {
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
         .min(256)
 }
 
@@ -35,7 +39,11 @@ pub fn pool() -> Arc<rayon::ThreadPool> {
 
 /// Sets the number of threads (0 = default: MAMBA_NUM_THREADS or all cores).
 pub fn set_num_threads(n: usize) {
-    let n = if n == 0 { default_threads() } else { n.min(256) };
+    let n = if n == 0 {
+        default_threads()
+    } else {
+        n.min(256)
+    };
     let lock = POOL.get_or_init(|| RwLock::new(build(n)));
     let mut g = lock.write().unwrap_or_else(|e| e.into_inner());
     if g.current_num_threads() != n {

@@ -129,7 +129,9 @@ fn to_params(p: &mamba_sampler_params) -> std::result::Result<SamplerParams, Sta
         return Err(Error::invalid("top_k and repeat_last_n must be >= 0").into());
     }
     if !(p.repeat_penalty.is_finite() && p.repeat_penalty > 0.0) {
-        return Err(Error::invalid(format!("repeat_penalty {} must be > 0", p.repeat_penalty)).into());
+        return Err(
+            Error::invalid(format!("repeat_penalty {} must be > 0", p.repeat_penalty)).into(),
+        );
     }
     Ok(SamplerParams {
         temperature: p.temperature,
@@ -203,7 +205,10 @@ pub extern "C" fn mamba_get_num_threads() -> i32 {
 
 #[no_mangle]
 pub extern "C" fn mamba_load_options_default() -> mamba_load_options {
-    mamba_load_options { copy_file: 0, legacy_bfloat8: 0 }
+    mamba_load_options {
+        copy_file: 0,
+        legacy_bfloat8: 0,
+    }
 }
 
 /// Loads a model file (GGUF or the C project's v1). `options` may be NULL.
@@ -220,10 +225,22 @@ pub unsafe extern "C" fn mamba_model_load(
     guard("mamba_model_load", || {
         let path = cstr_path(path, "path")?;
         out_ptr(out, "out")?;
-        let o = if options.is_null() { mamba_load_options_default() } else { *options };
-        let opts = LoadOptions { copy: o.copy_file != 0, ..Default::default() };
+        let o = if options.is_null() {
+            mamba_load_options_default()
+        } else {
+            *options
+        };
+        let opts = LoadOptions {
+            copy: o.copy_file != 0,
+            ..Default::default()
+        };
         let model = format::load(path, &opts)?;
-        *out = register(mamba_model { model: Arc::new(model) }, Kind::Model);
+        *out = register(
+            mamba_model {
+                model: Arc::new(model),
+            },
+            Kind::Model,
+        );
         Ok(())
     })
 }
@@ -242,7 +259,10 @@ pub unsafe extern "C" fn mamba_model_free(model: *mut mamba_model) {
 /// # Safety
 /// `model` a live model handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn mamba_model_get_info(model: *const mamba_model, out: *mut mamba_model_info) -> mamba_status {
+pub unsafe extern "C" fn mamba_model_get_info(
+    model: *const mamba_model,
+    out: *mut mamba_model_info,
+) -> mamba_status {
     guard("mamba_model_get_info", || {
         let m = &handle(model, Kind::Model, "model")?.model;
         out_ptr(out, "out")?;
@@ -291,11 +311,19 @@ pub unsafe extern "C" fn mamba_model_get_tokenizer(
 /// # Safety
 /// `model` a live model handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn mamba_session_new(model: *const mamba_model, out: *mut *mut mamba_session) -> mamba_status {
+pub unsafe extern "C" fn mamba_session_new(
+    model: *const mamba_model,
+    out: *mut *mut mamba_session,
+) -> mamba_status {
     guard("mamba_session_new", || {
         let m = &handle(model, Kind::Model, "model")?.model;
         out_ptr(out, "out")?;
-        *out = register(mamba_session { session: Session::new(m.clone()) }, Kind::Session);
+        *out = register(
+            mamba_session {
+                session: Session::new(m.clone()),
+            },
+            Kind::Session,
+        );
         Ok(())
     })
 }
@@ -316,7 +344,9 @@ pub unsafe extern "C" fn mamba_session_free(session: *mut mamba_session) {
 #[no_mangle]
 pub unsafe extern "C" fn mamba_session_reset(session: *mut mamba_session) -> mamba_status {
     guard("mamba_session_reset", || {
-        handle_mut(session, Kind::Session, "session")?.session.reset();
+        handle_mut(session, Kind::Session, "session")?
+            .session
+            .reset();
         Ok(())
     })
 }
@@ -326,7 +356,10 @@ pub unsafe extern "C" fn mamba_session_reset(session: *mut mamba_session) -> mam
 /// # Safety
 /// `session` a live session handle; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn mamba_session_position(session: *const mamba_session, out: *mut u64) -> mamba_status {
+pub unsafe extern "C" fn mamba_session_position(
+    session: *const mamba_session,
+    out: *mut u64,
+) -> mamba_status {
     guard("mamba_session_position", || {
         let s = handle(session, Kind::Session, "session")?;
         out_ptr(out, "out")?;
@@ -386,7 +419,10 @@ pub unsafe extern "C" fn mamba_forward_tokens(
     guard("mamba_forward_tokens", || {
         let s = &mut handle_mut(session, Kind::Session, "session")?.session;
         let toks = in_slice(tokens, n, "tokens")?;
-        let ids = toks.iter().map(|&t| token_id(t, "token")).collect::<std::result::Result<Vec<u32>, _>>()?;
+        let ids = toks
+            .iter()
+            .map(|&t| token_id(t, "token"))
+            .collect::<std::result::Result<Vec<u32>, _>>()?;
         let l = s.forward_tokens(&ids)?;
         copy_logits(l, logits, logits_len)
     })
@@ -419,7 +455,10 @@ pub unsafe extern "C" fn mamba_session_logits(
 /// # Safety
 /// `session` live; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn mamba_state_size(session: *const mamba_session, out: *mut usize) -> mamba_status {
+pub unsafe extern "C" fn mamba_state_size(
+    session: *const mamba_session,
+    out: *mut usize,
+) -> mamba_status {
     guard("mamba_state_size", || {
         let s = &handle(session, Kind::Session, "session")?.session;
         out_ptr(out, "out")?;
@@ -464,7 +503,11 @@ pub unsafe extern "C" fn mamba_state_get(
 /// # Safety
 /// `session` live; `buf` `len` readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn mamba_state_set(session: *mut mamba_session, buf: *const u8, len: usize) -> mamba_status {
+pub unsafe extern "C" fn mamba_state_set(
+    session: *mut mamba_session,
+    buf: *const u8,
+    len: usize,
+) -> mamba_status {
     guard("mamba_state_set", || {
         let s = &mut handle_mut(session, Kind::Session, "session")?.session;
         let blob = in_slice(buf, len, "buf")?;
@@ -478,7 +521,10 @@ pub unsafe extern "C" fn mamba_state_set(session: *mut mamba_session, buf: *cons
 /// # Safety
 /// `path` NUL-terminated; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn mamba_tokenizer_load(path: *const c_char, out: *mut *mut mamba_tokenizer) -> mamba_status {
+pub unsafe extern "C" fn mamba_tokenizer_load(
+    path: *const c_char,
+    out: *mut *mut mamba_tokenizer,
+) -> mamba_status {
     guard("mamba_tokenizer_load", || {
         let path = cstr_path(path, "path")?;
         out_ptr(out, "out")?;
@@ -502,7 +548,10 @@ pub unsafe extern "C" fn mamba_tokenizer_free(tok: *mut mamba_tokenizer) {
 /// # Safety
 /// `tok` live; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn mamba_tokenizer_vocab_size(tok: *const mamba_tokenizer, out: *mut u32) -> mamba_status {
+pub unsafe extern "C" fn mamba_tokenizer_vocab_size(
+    tok: *const mamba_tokenizer,
+    out: *mut u32,
+) -> mamba_status {
     guard("mamba_tokenizer_vocab_size", || {
         let t = &handle(tok, Kind::Tokenizer, "tokenizer")?.tok;
         out_ptr(out, "out")?;
@@ -563,9 +612,12 @@ pub unsafe extern "C" fn mamba_token_to_piece(
         let t = &handle(tok, Kind::Tokenizer, "tokenizer")?.tok;
         out_ptr(len, "len")?;
         let id = token_id(token, "token")?;
-        let piece = t
-            .token_bytes(id)
-            .ok_or_else(|| Error::invalid(format!("token {id} is out of range (vocabulary {})", t.vocab_size())))?;
+        let piece = t.token_bytes(id).ok_or_else(|| {
+            Error::invalid(format!(
+                "token {id} is out of range (vocabulary {})",
+                t.vocab_size()
+            ))
+        })?;
         *len = piece.len();
         if piece.len() > cap {
             return Err(StatusError(
@@ -606,7 +658,11 @@ pub unsafe extern "C" fn mamba_sampler_new(
         if n_logits == 0 || n_logits > crate::model::MAX_DIM {
             return Err(Error::invalid(format!("n_logits {n_logits} is out of range")).into());
         }
-        let p = if params.is_null() { mamba_sampler_params_default() } else { *params };
+        let p = if params.is_null() {
+            mamba_sampler_params_default()
+        } else {
+            *params
+        };
         let sampler = Sampler::new(n_logits, to_params(&p)?);
         *out = register(mamba_sampler { sampler }, Kind::Sampler);
         Ok(())
@@ -653,7 +709,10 @@ pub unsafe extern "C" fn mamba_sampler_sample(
 /// # Safety
 /// `sampler` live.
 #[no_mangle]
-pub unsafe extern "C" fn mamba_sampler_accept(sampler: *mut mamba_sampler, token: i32) -> mamba_status {
+pub unsafe extern "C" fn mamba_sampler_accept(
+    sampler: *mut mamba_sampler,
+    token: i32,
+) -> mamba_status {
     guard("mamba_sampler_accept", || {
         let s = &mut handle_mut(sampler, Kind::Sampler, "sampler")?.sampler;
         s.accept(token_id(token, "token")?);
@@ -663,7 +722,11 @@ pub unsafe extern "C" fn mamba_sampler_accept(sampler: *mut mamba_sampler, token
 
 #[no_mangle]
 pub extern "C" fn mamba_generate_params_default() -> mamba_generate_params {
-    mamba_generate_params { max_tokens: 256, stop_at_eos: 1, sampler: mamba_sampler_params_default() }
+    mamba_generate_params {
+        max_tokens: 256,
+        stop_at_eos: 1,
+        sampler: mamba_sampler_params_default(),
+    }
 }
 
 /// Generates text: encodes `prompt`, feeds it in prompt mode, samples up to
@@ -694,7 +757,11 @@ pub unsafe extern "C" fn mamba_generate(
         } else {
             handle(tokenizer, Kind::Tokenizer, "tokenizer")?.tok.clone()
         };
-        let p = if params.is_null() { mamba_generate_params_default() } else { *params };
+        let p = if params.is_null() {
+            mamba_generate_params_default()
+        } else {
+            *params
+        };
         if p.max_tokens < 0 {
             return Err(Error::invalid(format!("max_tokens {} is negative", p.max_tokens)).into());
         }
@@ -711,7 +778,10 @@ pub unsafe extern "C" fn mamba_generate(
                 }
             }
         };
-        let opts = GenerateOptions { max_tokens: p.max_tokens as usize, stop_at_eos: p.stop_at_eos != 0 };
+        let opts = GenerateOptions {
+            max_tokens: p.max_tokens as usize,
+            stop_at_eos: p.stop_at_eos != 0,
+        };
         let st = generate::generate(s, &tok, &mut sampler, prompt, opts, &mut on_piece)?;
         if !stats.is_null() {
             *stats = mamba_generate_stats {

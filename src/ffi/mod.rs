@@ -92,7 +92,10 @@ pub(crate) fn guard(name: &str, f: impl FnOnce() -> FfiResult) -> mamba_status {
             status
         }
         Err(p) => {
-            set_last_error(&format!("{name}: internal error (caught panic: {})", panic_message(&*p)));
+            set_last_error(&format!(
+                "{name}: internal error (caught panic: {})",
+                panic_message(&*p)
+            ));
             mamba_status::MAMBA_ERR_INTERNAL
         }
     }
@@ -100,7 +103,10 @@ pub(crate) fn guard(name: &str, f: impl FnOnce() -> FfiResult) -> mamba_status {
 
 /// Like [`guard`] for functions that return a pointer (NULL on failure).
 #[allow(dead_code)]
-pub(crate) fn guard_ptr<T>(name: &str, f: impl FnOnce() -> std::result::Result<*mut T, StatusError>) -> *mut T {
+pub(crate) fn guard_ptr<T>(
+    name: &str,
+    f: impl FnOnce() -> std::result::Result<*mut T, StatusError>,
+) -> *mut T {
     let mut out = std::ptr::null_mut();
     guard(name, || {
         out = f()?;
@@ -120,7 +126,9 @@ pub(crate) enum Kind {
 
 fn registry() -> std::sync::MutexGuard<'static, HashMap<usize, Kind>> {
     static LIVE: std::sync::OnceLock<Mutex<HashMap<usize, Kind>>> = std::sync::OnceLock::new();
-    LIVE.get_or_init(|| Mutex::new(HashMap::new())).lock().unwrap_or_else(|e| e.into_inner())
+    LIVE.get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 /// Boxes a value, records it as a live handle of `kind`, returns the pointer.
@@ -229,7 +237,9 @@ pub(crate) unsafe fn in_slice<'a, T>(p: *const T, len: usize, what: &str) -> Res
         return Ok(&[]);
     }
     if p.is_null() {
-        return Err(Error::invalid(format!("{what} is NULL but its length is {len}")));
+        return Err(Error::invalid(format!(
+            "{what} is NULL but its length is {len}"
+        )));
     }
     if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
         return Err(Error::invalid(format!("{what}: length {len} is too large")));
@@ -246,7 +256,9 @@ pub(crate) unsafe fn out_slice<'a, T>(p: *mut T, len: usize, what: &str) -> Resu
         return Ok(&mut []);
     }
     if p.is_null() {
-        return Err(Error::invalid(format!("{what} is NULL but its length is {len}")));
+        return Err(Error::invalid(format!(
+            "{what} is NULL but its length is {len}"
+        )));
     }
     if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
         return Err(Error::invalid(format!("{what}: length {len} is too large")));

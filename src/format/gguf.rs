@@ -3,5 +3,7 @@ use crate::error::{Error, Result};
 use crate::model::{Backing, Model};
 use std::sync::Arc;
 pub fn load(path: &str, _backing: Arc<Backing>) -> Result<Model> {
-    Err(Error::unsupported(format!("{path}: GGUF not supported yet")))
+    Err(Error::unsupported(format!(
+        "{path}: GGUF not supported yet"
+    )))
 }

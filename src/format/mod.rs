@@ -31,7 +31,8 @@ pub fn open_backing(path: &str, copy: bool) -> Result<Arc<Backing>> {
     if copy {
         let mut v = vec![0u64; (len as usize).div_ceil(8)];
         // SAFETY: viewing the u64 buffer as bytes for reading into it.
-        let buf = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, len as usize) };
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, len as usize) };
         use std::io::Read;
         let mut f = file;
         f.read_exact(buf).map_err(|e| Error::io(path, &e))?;
@@ -50,7 +51,10 @@ pub fn load(path: &str, opts: &LoadOptions) -> Result<Model> {
     let backing = open_backing(path, opts.copy)?;
     let bytes = backing.bytes();
     if bytes.len() < 4 {
-        return Err(Error::format(format!("{path}: file too short ({} bytes)", bytes.len())));
+        return Err(Error::format(format!(
+            "{path}: file too short ({} bytes)",
+            bytes.len()
+        )));
     }
     let magic = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     let result = if &bytes[..4] == b"GGUF" {
@@ -60,7 +64,10 @@ pub fn load(path: &str, opts: &LoadOptions) -> Result<Model> {
     } else {
         Err(Error::new(
             ErrorKind::Format,
-            format!("{path}: unknown file format (magic {:02x?}; expected GGUF or 'Mamb' v1)", &bytes[..4]),
+            format!(
+                "{path}: unknown file format (magic {:02x?}; expected GGUF or 'Mamb' v1)",
+                &bytes[..4]
+            ),
         ))
     };
     result

@@ -25,11 +25,16 @@ pub fn read_header(path: &str, bytes: &[u8]) -> Result<[i32; 8]> {
     }
     let rd = |i: usize| i32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     if rd(0) as u32 != MAGIC {
-        return Err(Error::format(format!("{path}: wrong magic {:#010x}, expected {MAGIC:#010x}", rd(0) as u32)));
+        return Err(Error::format(format!(
+            "{path}: wrong magic {:#010x}, expected {MAGIC:#010x}",
+            rd(0) as u32
+        )));
     }
     let version = rd(4);
     if version != 1 {
-        return Err(Error::format(format!("{path}: unsupported version {version}, expected 1")));
+        return Err(Error::format(format!(
+            "{path}: unsupported version {version}, expected 1"
+        )));
     }
     let mut h = [0i32; 8];
     for (i, v) in h.iter_mut().enumerate() {
@@ -53,14 +58,24 @@ impl Cursor<'_> {
         Ok(t)
     }
     /// One tensor kind for all layers: `n` stacked (rows × cols) tensors.
-    fn take_layers(&mut self, n: usize, rows: usize, cols: usize, name: &str) -> Result<Vec<Tensor>> {
-        (0..n).map(|l| self.take(DType::F32, rows, cols, &format!("layer {l} {name}"))).collect()
+    fn take_layers(
+        &mut self,
+        n: usize,
+        rows: usize,
+        cols: usize,
+        name: &str,
+    ) -> Result<Vec<Tensor>> {
+        (0..n)
+            .map(|l| self.take(DType::F32, rows, cols, &format!("layer {l} {name}")))
+            .collect()
     }
 }
 
 fn dim(path: &str, name: &str, v: i32) -> Result<usize> {
     if v <= 0 || v as usize > crate::model::MAX_DIM {
-        return Err(Error::format(format!("{path}: header field {name} = {v} is out of range")));
+        return Err(Error::format(format!(
+            "{path}: header field {name} = {v} is out of range"
+        )));
     }
     Ok(v as usize)
 }
@@ -76,7 +91,8 @@ pub fn lm_f32_body_bytes(c: &LmConfig) -> Option<u64> {
         c.d_conv as u64,
         c.padded_vocab as u64,
     );
-    let per_layer = 2 * di * d + di * k + di + (r + 2 * s) * di + di * r + di + di * s + di + d * di + d;
+    let per_layer =
+        2 * di * d + di * k + di + (r + 2 * s) * di + di * r + di + di * s + di + d * di + d;
     let floats = v * d + l * per_layer + d + if c.tied { 0 } else { v * d };
     floats.checked_mul(4)
 }
@@ -96,7 +112,11 @@ pub fn lm_config(path: &str, h: &[i32; 8]) -> Result<LmConfig> {
         tied: match h[7] {
             0 => false,
             1 => true,
-            v => return Err(Error::format(format!("{path}: shared_classifier = {v}, expected 0 or 1"))),
+            v => {
+                return Err(Error::format(format!(
+                    "{path}: shared_classifier = {v}, expected 0 or 1"
+                )))
+            }
         },
         norm_eps: NORM_EPS,
     };
@@ -123,9 +143,20 @@ pub fn load(path: &str, backing: Arc<Backing>) -> Result<Model> {
             if body < need { " (truncated?)" } else { "" }
         )));
     }
-    let (l, d, di, r, s, k, v) =
-        (c.n_layers, c.d_model, c.d_inner, c.dt_rank, c.d_state, c.d_conv, c.padded_vocab);
-    let mut cur = Cursor { backing: &backing, offset: HEADER_BYTES, path };
+    let (l, d, di, r, s, k, v) = (
+        c.n_layers,
+        c.d_model,
+        c.d_inner,
+        c.dt_rank,
+        c.d_state,
+        c.d_conv,
+        c.padded_vocab,
+    );
+    let mut cur = Cursor {
+        backing: &backing,
+        offset: HEADER_BYTES,
+        path,
+    };
     let embedding = cur.take(DType::F32, v, d, "embedding")?;
     let in_proj = cur.take_layers(l, 2 * di, d, "in_proj")?;
     let conv_w = cur.take_layers(l, di, k, "conv1d weight")?;
@@ -138,7 +169,11 @@ pub fn load(path: &str, backing: Arc<Backing>) -> Result<Model> {
     let out_proj = cur.take_layers(l, d, di, "out_proj")?;
     let norms = cur.take_layers(l, 1, d, "norm")?;
     let norm_f = cur.take(DType::F32, 1, d, "final norm")?;
-    let lm_head = if c.tied { None } else { Some(cur.take(DType::F32, v, d, "lm_head")?) };
+    let lm_head = if c.tied {
+        None
+    } else {
+        Some(cur.take(DType::F32, v, d, "lm_head")?)
+    };
     let mut layers = Vec::with_capacity(l);
     for i in 0..l {
         layers.push(LmLayer {
@@ -158,6 +193,11 @@ pub fn load(path: &str, backing: Arc<Backing>) -> Result<Model> {
             },
         });
     }
-    let weights = LmWeights { embedding, layers, norm_f, lm_head };
+    let weights = LmWeights {
+        embedding,
+        layers,
+        norm_f,
+        lm_head,
+    };
     Model::new_lm(c, weights, path, bytes.len() as u64)
 }

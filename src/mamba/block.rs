@@ -156,7 +156,11 @@ pub fn prompt(
 
     // 6. out_proj.
     kernels::matmul(&w.out_proj, y, n, &mut out[..n * d.d_model]);
-    add_bias(&mut out[..n * d.d_model], d.d_model, w.out_proj_bias.as_ref());
+    add_bias(
+        &mut out[..n * d.d_model],
+        d.d_model,
+        w.out_proj_bias.as_ref(),
+    );
 }
 
 /// One token through the mixer: `prompt` with n = 1 (every product becomes

@@ -20,7 +20,10 @@ pub struct LmState {
 
 impl LmState {
     pub fn new(c: &LmConfig) -> LmState {
-        LmState { conv: vec![0.0; c.conv_state_len()], ssm: vec![0.0; c.ssm_state_len()] }
+        LmState {
+            conv: vec![0.0; c.conv_state_len()],
+            ssm: vec![0.0; c.ssm_state_len()],
+        }
     }
     pub fn reset(&mut self) {
         self.conv.fill(0.0);
@@ -38,7 +41,13 @@ pub struct LmScratch {
 }
 
 pub fn dims(c: &LmConfig) -> Dims {
-    Dims { d_model: c.d_model, d_inner: c.d_inner, d_state: c.d_state, d_conv: c.d_conv, dt_rank: c.dt_rank }
+    Dims {
+        d_model: c.d_model,
+        d_inner: c.d_inner,
+        d_state: c.d_state,
+        d_conv: c.d_conv,
+        dt_rank: c.dt_rank,
+    }
 }
 
 impl LmScratch {
@@ -57,7 +66,13 @@ impl LmScratch {
 /// Runs `tokens` (at most PROMPT_BLOCK, all < padded_vocab) through the
 /// model. With `all_logits`, writes tokens.len() × padded_vocab logits;
 /// always leaves the last position's logits in `s.logits`.
-pub fn forward_block(model: &Model, st: &mut LmState, s: &mut LmScratch, tokens: &[u32], mut all_logits: Option<&mut [f32]>) {
+pub fn forward_block(
+    model: &Model,
+    st: &mut LmState,
+    s: &mut LmScratch,
+    tokens: &[u32],
+    mut all_logits: Option<&mut [f32]>,
+) {
     let c = &model.config;
     let w = &model.weights;
     let n = tokens.len();
@@ -73,11 +88,25 @@ pub fn forward_block(model: &Model, st: &mut LmState, s: &mut LmScratch, tokens:
     for (l, layer) in w.layers.iter().enumerate() {
         let norm = layer.norm.as_f32();
         for t in 0..n {
-            kernels::rmsnorm(&mut s.xn[t * dm..(t + 1) * dm], &s.x[t * dm..(t + 1) * dm], norm, c.norm_eps);
+            kernels::rmsnorm(
+                &mut s.xn[t * dm..(t + 1) * dm],
+                &s.x[t * dm..(t + 1) * dm],
+                norm,
+                c.norm_eps,
+            );
         }
         let conv = &mut st.conv[l * di * c.d_conv..(l + 1) * di * c.d_conv];
         let ssm = &mut st.ssm[l * di * c.d_state..(l + 1) * di * c.d_state];
-        block::prompt(&layer.mixer, &d, conv, ssm, &s.xn[..n * dm], n, &mut s.mixer, &mut s.out);
+        block::prompt(
+            &layer.mixer,
+            &d,
+            conv,
+            ssm,
+            &s.xn[..n * dm],
+            n,
+            &mut s.mixer,
+            &mut s.out,
+        );
         for (xv, ov) in s.x[..n * dm].iter_mut().zip(&s.out[..n * dm]) {
             *xv += ov;
         }
@@ -88,7 +117,12 @@ pub fn forward_block(model: &Model, st: &mut LmState, s: &mut LmScratch, tokens:
     let v = c.padded_vocab;
     if let Some(all) = all_logits.as_deref_mut() {
         for t in 0..n {
-            kernels::rmsnorm(&mut s.xn[t * dm..(t + 1) * dm], &s.x[t * dm..(t + 1) * dm], norm_f, c.norm_eps);
+            kernels::rmsnorm(
+                &mut s.xn[t * dm..(t + 1) * dm],
+                &s.x[t * dm..(t + 1) * dm],
+                norm_f,
+                c.norm_eps,
+            );
         }
         kernels::matmul(head, &s.xn[..n * dm], n, &mut all[..n * v]);
         s.logits.copy_from_slice(&all[(n - 1) * v..n * v]);

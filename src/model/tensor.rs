@@ -75,7 +75,9 @@ impl Backing {
             }
             Backing::HeapExact(v, len) => {
                 // SAFETY: as above; len <= v.len() * 8 by construction.
-                unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, (*len).min(v.len() * 8)) }
+                unsafe {
+                    std::slice::from_raw_parts(v.as_ptr() as *const u8, (*len).min(v.len() * 8))
+                }
             }
         }
     }
@@ -101,7 +103,13 @@ unsafe impl Sync for Tensor {}
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor({}, {}x{})", self.dtype.name(), self.rows, self.cols)
+        write!(
+            f,
+            "Tensor({}, {}x{})",
+            self.dtype.name(),
+            self.rows,
+            self.cols
+        )
     }
 }
 
@@ -145,7 +153,15 @@ impl Tensor {
                 "tensor {name} at offset {offset} is not aligned to {align} bytes"
             )));
         }
-        Ok(Tensor { ptr, nbytes, dtype, rows, cols, scale: 1.0, _keep: backing.clone() })
+        Ok(Tensor {
+            ptr,
+            nbytes,
+            dtype,
+            rows,
+            cols,
+            scale: 1.0,
+            _keep: backing.clone(),
+        })
     }
 
     /// An f32 tensor on the heap holding `data` (rows × cols).
@@ -190,7 +206,11 @@ impl Tensor {
 
     /// The elements as f32, when stored as f32 with scale 1 (vectors, norms, A, D, ...).
     pub fn as_f32(&self) -> &[f32] {
-        assert!(self.dtype == DType::F32, "as_f32 on a {} tensor", self.dtype.name());
+        assert!(
+            self.dtype == DType::F32,
+            "as_f32 on a {} tensor",
+            self.dtype.name()
+        );
         // SAFETY: alignment and length were checked in `view`.
         unsafe { std::slice::from_raw_parts(self.ptr as *const f32, self.rows * self.cols) }
     }

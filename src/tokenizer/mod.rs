@@ -9,7 +9,9 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn from_file(_path: &str) -> Result<Tokenizer> {
-        Err(crate::error::Error::unsupported("tokenizer not implemented yet"))
+        Err(crate::error::Error::unsupported(
+            "tokenizer not implemented yet",
+        ))
     }
     pub fn vocab_size(&self) -> usize {
         self.pieces.len()
@@ -35,7 +37,9 @@ pub struct GgufVocab {
 
 impl Tokenizer {
     pub fn from_gguf(_vocab: GgufVocab) -> Result<Tokenizer> {
-        Err(crate::error::Error::unsupported("tokenizer not implemented yet"))
+        Err(crate::error::Error::unsupported(
+            "tokenizer not implemented yet",
+        ))
     }
 }
 
