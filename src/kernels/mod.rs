@@ -13,6 +13,7 @@ use crate::model::{DType, Tensor};
 use rayon::prelude::*;
 
 pub use convert::dequant_row;
+pub use simd::{exp_slice, scan_channel};
 
 /// Below this many weight bytes a product runs on the calling thread:
 /// splitting small matrices over threads costs more than it saves.
@@ -48,8 +49,19 @@ pub fn matvec(w: &Tensor, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// Shares an output pointer among workers that write disjoint elements.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every worker writes a disjoint set of elements (its own rows).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Weight rows handled by one task of a matrix-matrix product.
+const GEMM_ROWS: usize = 32;
+
 /// Y = X Wᵀ for n input rows: X is n × W.cols, Y is n × W.rows (row-major).
-/// Each weight row is converted once and reused for all n inputs, so the
+/// Weight rows are taken in blocks; each block is read (and, when quantized,
+/// converted to f32) once and multiplied with every input row, so the
 /// weights are read once per call instead of once per token.
 pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     let (rows, cols) = (w.rows, w.cols);
@@ -61,53 +73,39 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     let rb = w.row_bytes();
     let bytes = w.bytes();
     let scale = w.scale;
-    // Work on blocks of output rows; within a block, convert each weight row
-    // to f32 once, then dot it with every input row.
-    const RB: usize = 16;
-    let n_blocks = rows.div_ceil(RB);
-    let compute_block = |b: usize, out: &mut Vec<(usize, usize, f32)>, wbuf: &mut Vec<f32>| {
-        let r0 = b * RB;
-        let r1 = (r0 + RB).min(rows);
-        wbuf.resize((r1 - r0) * cols, 0.0);
-        for r in r0..r1 {
-            convert::dequant_bytes(
-                w.dtype,
-                &bytes[r * rb..(r + 1) * rb],
-                &mut wbuf[(r - r0) * cols..(r - r0 + 1) * cols],
-            );
-        }
-        for t in 0..n {
-            let xt = &x[t * cols..(t + 1) * cols];
+    let yp = OutPtr(y.as_mut_ptr());
+    let block = |b: usize, wbuf: &mut Vec<f32>| {
+        let yp = yp;
+        let r0 = b * GEMM_ROWS;
+        let r1 = (r0 + GEMM_ROWS).min(rows);
+        let wf: &[f32] = if w.dtype == DType::F32 {
+            &w.as_slice::<f32>()[r0 * cols..r1 * cols]
+        } else {
+            wbuf.resize((r1 - r0) * cols, 0.0);
             for r in r0..r1 {
-                let wr = &wbuf[(r - r0) * cols..(r - r0 + 1) * cols];
-                out.push((t, r, scale * simd::dot_f32(wr, xt)));
+                convert::dequant_bytes(
+                    w.dtype,
+                    &bytes[r * rb..(r + 1) * rb],
+                    &mut wbuf[(r - r0) * cols..(r - r0 + 1) * cols],
+                );
             }
-        }
+            wbuf
+        };
+        simd::gemm_f32(wf, r1 - r0, x, n, cols, &mut |t, r, v| {
+            // SAFETY: t < n and r0 + r < rows, so the index is inside y;
+            // rows r0..r1 belong to this block alone.
+            unsafe { *yp.0.add(t * rows + r0 + r) = scale * v };
+        });
     };
-    let parallel = bytes.len() * n >= PAR_MIN_BYTES && rayon::current_num_threads() > 1;
-    if parallel {
-        let results: Vec<Vec<(usize, usize, f32)>> = (0..n_blocks)
+    let n_blocks = rows.div_ceil(GEMM_ROWS);
+    if bytes.len() * n >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 && n_blocks > 1 {
+        (0..n_blocks)
             .into_par_iter()
-            .map_init(Vec::new, |wbuf, b| {
-                let mut out = Vec::with_capacity(RB * n);
-                compute_block(b, &mut out, wbuf);
-                out
-            })
-            .collect();
-        for block in results {
-            for (t, r, v) in block {
-                y[t * rows + r] = v;
-            }
-        }
+            .for_each_init(Vec::new, |wbuf, b| block(b, wbuf));
     } else {
         let mut wbuf = Vec::new();
-        let mut out = Vec::with_capacity(RB * n);
         for b in 0..n_blocks {
-            out.clear();
-            compute_block(b, &mut out, &mut wbuf);
-            for &(t, r, v) in &out {
-                y[t * rows + r] = v;
-            }
+            block(b, &mut wbuf);
         }
     }
 }

@@ -144,11 +144,8 @@ pub fn prompt(
             let uv = u[t * di + ch];
             let h = &mut ssm_state[ch * ds..(ch + 1) * ds];
             let arow = &a[ch * ds..(ch + 1) * ds];
-            let mut acc = 0.0f32;
-            for j in 0..ds {
-                h[j] = (dtv * arow[j]).exp() * h[j] + (dtv * bvec[j]) * uv;
-                acc += h[j] * cvec[j];
-            }
+            // h = exp(dt·A) ⊙ h + (dt·B)·u ;  acc = h·C
+            let acc = kernels::scan_channel(h, arow, bvec, cvec, dtv, uv);
             let z = xz[t * 2 * di + di + ch];
             y[t * di + ch] = (acc + uv * dvec[ch]) * silu(z);
         }
