@@ -426,10 +426,12 @@ impl<'a> Reader<'a> {
                 match self.array::<1>(what)?[0] {
                     0 => Value::Bool(false),
                     1 => Value::Bool(true),
-                    b => return Err(Error::format(format!(
+                    b => {
+                        return Err(Error::format(format!(
                         "GGUF: {} at offset {at} is a bool with byte value {b} (must be 0 or 1)",
                         what()
-                    ))),
+                    )))
+                    }
                 }
             }
             v::STRING => Value::String(self.string(what)?),
@@ -565,7 +567,7 @@ impl GgufFile {
                 dims.push(d);
             }
             let elems = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
-            if elems.map_or(true, |e| e > i64::MAX as u64) {
+            if elems.is_none_or(|e| e > i64::MAX as u64) {
                 return Err(Error::format(format!(
                     "GGUF: tensor {name} has dimensions {dims:?} whose product overflows"
                 )));
@@ -601,7 +603,7 @@ impl GgufFile {
             let end = data_offset
                 .checked_add(t.offset)
                 .and_then(|s| s.checked_add(nb));
-            if end.map_or(true, |e| e > file_len) {
+            if end.is_none_or(|e| e > file_len) {
                 return Err(Error::format(format!(
                     "GGUF: tensor {} ({} {}) at data offset {} needs {nb} bytes, past the end of the {file_len}-byte file",
                     t.name,
@@ -932,7 +934,7 @@ impl Views<'_> {
             vec![cols as u64, rows as u64]
         };
         let got = t.squeezed_dims();
-        if got != want && alt.map_or(true, |a| t.dims != a) {
+        if got != want && alt.is_none_or(|a| t.dims != a) {
             return Err(Error::format(format!(
                 "GGUF: {name} has shape {} (ggml order), expected {want:?}",
                 t.shape_string()
