@@ -198,6 +198,8 @@ def write_kv_types(out):
     w.add_key_value("t.arr_f32", [0.5, -0.25], VT.ARRAY)
     w.add_key_value("t.arr_str", ["a", "", "Ġb"], VT.ARRAY)
     w.add_key_value("t.nested", [[1, 2], [3]], VT.ARRAY)
+    w.add_key_value("t.arr_u64", [1, 1 << 40], VT.ARRAY, sub_type=VT.UINT64)
+    w.add_key_value("t.bools", [True, False], VT.ARRAY)
     w.add_tensor("t.weight", np.arange(15, dtype=np.float32).reshape(3, 5))
     w.write_header_to_file()
     w.write_kv_data_to_file()

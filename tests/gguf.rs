@@ -3,7 +3,7 @@
 //! hostile files, and mutation fuzzing (every failure must be an error, never
 //! a panic or an absurd allocation).
 
-use mamba::format::gguf::{self, value_type as vt, GgufFile, Value};
+use mamba::format::gguf::{self, value_type as vt, Array, GgufFile, Value};
 use mamba::model::{Backing, DType, Model, Tensor};
 use mamba::ErrorKind;
 use std::sync::Arc;
@@ -264,16 +264,24 @@ fn every_value_type() {
     assert_eq!(f.get_i32_array("t.arr_i32").unwrap(), vec![1, -2, 3]);
     assert_eq!(f.get_i32_array("t.arr_u8").unwrap(), vec![1, 2, 255]);
     assert_eq!(f.get_f32_array("t.arr_f32").unwrap(), vec![0.5, -0.25]);
-    assert_eq!(f.get_str_array("t.arr_str").unwrap(), vec!["a", "", "Ġb"]);
+    assert_eq!(f.get_str_array("t.arr_str").unwrap(), ["a", "", "Ġb"]);
+    assert!(matches!(f.get("t.arr_u8"), Some(Value::Array(Array::U8(v))) if v == &[1, 2, 255]));
+    let msg = f.get_i32_array("t.arr_u64").unwrap_err().message;
+    assert!(
+        msg.contains("t.arr_u64[1]") && msg.contains("does not fit"),
+        "{msg}"
+    );
+    assert!(f.get_bool("t.bools").is_err());
+    assert_eq!(
+        f.get("t.bools"),
+        Some(&Value::Array(Array::Bool(vec![true, false])))
+    );
     assert_eq!(
         f.get("t.nested"),
-        Some(&Value::Array(
-            vt::ARRAY,
-            vec![
-                Value::Array(vt::I32, vec![Value::I32(1), Value::I32(2)]),
-                Value::Array(vt::I32, vec![Value::I32(3)])
-            ]
-        ))
+        Some(&Value::Array(Array::Array(vec![
+            Array::I32(vec![1, 2]),
+            Array::I32(vec![3])
+        ])))
     );
     // Integer accessors accept any integer type that fits.
     assert_eq!(f.get_u32("t.u8").unwrap(), 200);
@@ -348,13 +356,27 @@ fn put_value(b: &mut Vec<u8>, v: &Value) {
         Value::F64(x) => b.extend_from_slice(&x.to_le_bytes()),
         Value::Bool(x) => b.push(*x as u8),
         Value::String(s) => put_str(b, s),
-        Value::Array(t, items) => {
-            put_u32(b, *t);
-            put_u64(b, items.len() as u64);
-            for i in items {
-                put_value(b, i);
-            }
-        }
+        Value::Array(a) => put_array(b, a),
+    }
+}
+
+fn put_array(b: &mut Vec<u8>, a: &Array) {
+    put_u32(b, a.elem_type());
+    put_u64(b, a.len() as u64);
+    match a {
+        Array::U8(v) => v.iter().for_each(|x| b.push(*x)),
+        Array::I8(v) => v.iter().for_each(|x| b.push(*x as u8)),
+        Array::U16(v) => v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes())),
+        Array::I16(v) => v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes())),
+        Array::U32(v) => v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes())),
+        Array::I32(v) => v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes())),
+        Array::U64(v) => v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes())),
+        Array::I64(v) => v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes())),
+        Array::F32(v) => v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes())),
+        Array::F64(v) => v.iter().for_each(|x| b.extend_from_slice(&x.to_le_bytes())),
+        Array::Bool(v) => v.iter().for_each(|x| b.push(*x as u8)),
+        Array::String(v) => v.iter().for_each(|x| put_str(b, x)),
+        Array::Array(v) => v.iter().for_each(|x| put_array(b, x)),
     }
 }
 
@@ -528,11 +550,11 @@ fn loader_errors_name_the_problem() {
 
     // token_embd rows decide padded_vocab; a tokenizer longer than that is refused.
     let mut k = kvs.clone();
-    let toks: Vec<Value> = (0..41).map(|i| Value::String(format!("t{i}"))).collect();
+    let toks: Vec<String> = (0..41).map(|i| format!("t{i}")).collect();
     set(
         &mut k,
         "tokenizer.ggml.tokens",
-        Value::Array(vt::STRING, toks),
+        Value::Array(Array::String(toks)),
     );
     assert!(load_err(&k, &ts).message.contains("vocab_size 41"));
 }

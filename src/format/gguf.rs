@@ -32,6 +32,11 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 pub const ALIGNMENT_KEY: &str = "general.alignment";
 /// Most dimensions a tensor may have (ggml's `GGML_MAX_DIMS`).
 pub const MAX_DIMS: usize = 4;
+/// Most metadata entries and most tensors a file may declare (real files have
+/// tens of keys and at most tens of thousands of tensors). Together with the
+/// byte bounds this caps what a hostile header can make the parser allocate.
+pub const MAX_KV: usize = 1 << 20;
+pub const MAX_TENSORS: usize = 1 << 20;
 /// Deepest nesting of arrays accepted in metadata values.
 pub const MAX_ARRAY_DEPTH: usize = 8;
 
@@ -76,8 +81,85 @@ pub enum Value {
     F64(f64),
     Bool(bool),
     String(String),
-    /// The element type id (see [`value_type`]) and the elements, all of that type.
-    Array(u32, Vec<Value>),
+    Array(Array),
+}
+
+/// A metadata array, stored compactly by element type (a u8 array costs one
+/// byte per element, so memory stays proportional to the file).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Array {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+    String(Vec<String>),
+    Array(Vec<Array>),
+}
+
+impl Array {
+    /// The GGUF type id of the elements.
+    pub fn elem_type(&self) -> u32 {
+        use value_type as t;
+        match self {
+            Array::U8(_) => t::U8,
+            Array::I8(_) => t::I8,
+            Array::U16(_) => t::U16,
+            Array::I16(_) => t::I16,
+            Array::U32(_) => t::U32,
+            Array::I32(_) => t::I32,
+            Array::U64(_) => t::U64,
+            Array::I64(_) => t::I64,
+            Array::F32(_) => t::F32,
+            Array::F64(_) => t::F64,
+            Array::Bool(_) => t::BOOL,
+            Array::String(_) => t::STRING,
+            Array::Array(_) => t::ARRAY,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Array::U8(v) => v.len(),
+            Array::I8(v) => v.len(),
+            Array::U16(v) => v.len(),
+            Array::I16(v) => v.len(),
+            Array::U32(v) => v.len(),
+            Array::I32(v) => v.len(),
+            Array::U64(v) => v.len(),
+            Array::I64(v) => v.len(),
+            Array::F32(v) => v.len(),
+            Array::F64(v) => v.len(),
+            Array::Bool(v) => v.len(),
+            Array::String(v) => v.len(),
+            Array::Array(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` as an integer, for integer arrays.
+    pub fn int_at(&self, i: usize) -> Option<i128> {
+        Some(match self {
+            Array::U8(v) => *v.get(i)? as i128,
+            Array::I8(v) => *v.get(i)? as i128,
+            Array::U16(v) => *v.get(i)? as i128,
+            Array::I16(v) => *v.get(i)? as i128,
+            Array::U32(v) => *v.get(i)? as i128,
+            Array::I32(v) => *v.get(i)? as i128,
+            Array::U64(v) => *v.get(i)? as i128,
+            Array::I64(v) => *v.get(i)? as i128,
+            _ => return None,
+        })
+    }
 }
 
 impl Value {
@@ -104,7 +186,7 @@ impl Value {
     /// A short description of the type, for messages ("u32", "array of string").
     pub fn type_name(&self) -> String {
         match self {
-            Value::Array(et, _) => format!("array of {}", value_type_name(*et)),
+            Value::Array(a) => format!("array of {}", value_type_name(a.elem_type())),
             v => value_type_name(v.type_id()).to_string(),
         }
     }
@@ -408,6 +490,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn bool(&mut self, what: &dyn Fn() -> String) -> Result<bool> {
+        let at = self.pos;
+        match self.array::<1>(what)?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(Error::format(format!(
+                "GGUF: {} at offset {at} is a bool with byte value {b} (must be 0 or 1)",
+                what()
+            ))),
+        }
+    }
+
     fn value(&mut self, t: u32, depth: usize, what: &dyn Fn() -> String) -> Result<Value> {
         use value_type as v;
         Ok(match t {
@@ -421,48 +515,79 @@ impl<'a> Reader<'a> {
             v::I64 => Value::I64(i64::from_le_bytes(self.array(what)?)),
             v::F32 => Value::F32(f32::from_le_bytes(self.array(what)?)),
             v::F64 => Value::F64(f64::from_le_bytes(self.array(what)?)),
-            v::BOOL => {
-                let at = self.pos;
-                match self.array::<1>(what)?[0] {
-                    0 => Value::Bool(false),
-                    1 => Value::Bool(true),
-                    b => {
-                        return Err(Error::format(format!(
-                        "GGUF: {} at offset {at} is a bool with byte value {b} (must be 0 or 1)",
-                        what()
-                    )))
-                    }
-                }
-            }
+            v::BOOL => Value::Bool(self.bool(what)?),
             v::STRING => Value::String(self.string(what)?),
-            v::ARRAY => {
-                if depth >= MAX_ARRAY_DEPTH {
-                    return Err(Error::format(format!(
-                        "GGUF: {} nests arrays deeper than {MAX_ARRAY_DEPTH} levels",
-                        what()
-                    )));
-                }
-                let et = self.u32(&|| format!("element type of {}", what()))?;
-                if value_type_name(et) == "unknown" {
-                    return Err(Error::format(format!(
-                        "GGUF: {} is an array of unknown value type {et}",
-                        what()
-                    )));
-                }
-                let n = self.count(Self::min_size(et), &|| {
-                    format!("element count of {}", what())
-                })?;
-                let mut items = Vec::with_capacity(n);
-                for i in 0..n {
-                    items.push(self.value(et, depth + 1, &|| format!("{}[{i}]", what()))?);
-                }
-                Value::Array(et, items)
-            }
+            v::ARRAY => Value::Array(self.array_value(depth, what)?),
             _ => {
                 return Err(Error::format(format!(
                     "GGUF: {} has unknown value type {t}",
                     what()
                 )))
+            }
+        })
+    }
+
+    /// An array value (element type, count, elements); `depth` counts enclosing arrays.
+    fn array_value(&mut self, depth: usize, what: &dyn Fn() -> String) -> Result<Array> {
+        use value_type as v;
+        if depth >= MAX_ARRAY_DEPTH {
+            return Err(Error::format(format!(
+                "GGUF: {} nests arrays deeper than {MAX_ARRAY_DEPTH} levels",
+                what()
+            )));
+        }
+        let et = self.u32(&|| format!("element type of {}", what()))?;
+        if value_type_name(et) == "unknown" {
+            return Err(Error::format(format!(
+                "GGUF: {} is an array of unknown value type {et}",
+                what()
+            )));
+        }
+        // The count is bounded by the bytes left, so the vectors below hold at
+        // most ~3 bytes of memory per byte of file (strings, nested arrays).
+        let n = self.count(Self::min_size(et), &|| {
+            format!("element count of {}", what())
+        })?;
+        macro_rules! fixed {
+            ($variant:ident, $ty:ty) => {{
+                let mut out: Vec<$ty> = Vec::with_capacity(n);
+                for _ in 0..n {
+                    out.push(<$ty>::from_le_bytes(self.array(what)?));
+                }
+                Array::$variant(out)
+            }};
+        }
+        Ok(match et {
+            v::U8 => Array::U8(self.take(n, what)?.to_vec()),
+            v::I8 => Array::I8(self.take(n, what)?.iter().map(|&b| b as i8).collect()),
+            v::U16 => fixed!(U16, u16),
+            v::I16 => fixed!(I16, i16),
+            v::U32 => fixed!(U32, u32),
+            v::I32 => fixed!(I32, i32),
+            v::U64 => fixed!(U64, u64),
+            v::I64 => fixed!(I64, i64),
+            v::F32 => fixed!(F32, f32),
+            v::F64 => fixed!(F64, f64),
+            v::BOOL => {
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    out.push(self.bool(&|| format!("{}[{i}]", what()))?);
+                }
+                Array::Bool(out)
+            }
+            v::STRING => {
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    out.push(self.string(&|| format!("{}[{i}]", what()))?);
+                }
+                Array::String(out)
+            }
+            _ => {
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    out.push(self.array_value(depth + 1, &|| format!("{}[{i}]", what()))?);
+                }
+                Array::Array(out)
             }
         })
     }
@@ -513,6 +638,11 @@ impl GgufFile {
             )));
         }
         let n_tensors = n_tensors as usize;
+        if n_kv > MAX_KV || n_tensors > MAX_TENSORS {
+            return Err(Error::format(format!(
+                "GGUF: {n_kv} metadata entries / {n_tensors} tensors exceed the limits ({MAX_KV} / {MAX_TENSORS})"
+            )));
+        }
 
         let mut metadata = Vec::with_capacity(n_kv);
         let mut key_index = HashMap::with_capacity(n_kv);
@@ -729,41 +859,37 @@ impl GgufFile {
     }
 
     /// An array of strings.
-    pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
+    pub fn get_str_array(&self, key: &str) -> Result<&[String]> {
         match self.require(key)? {
-            Value::Array(_, items) => items
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => Ok(s.as_str()),
-                    _ => Err(Self::wrong_type(key, self.require(key)?, "array of string")),
-                })
-                .collect(),
+            Value::Array(Array::String(v)) => Ok(v),
             v => Err(Self::wrong_type(key, v, "array of string")),
         }
     }
 
     /// An array of integers (any integer element type) as i32.
     pub fn get_i32_array(&self, key: &str) -> Result<Vec<i32>> {
-        match self.require(key)? {
-            Value::Array(_, items) => items
-                .iter()
-                .map(|v| Self::int_in(key, v, "array of i32"))
-                .collect(),
-            v => Err(Self::wrong_type(key, v, "array of integers")),
-        }
+        let v = self.require(key)?;
+        let a = match v {
+            Value::Array(a) if a.is_empty() || a.int_at(0).is_some() => a,
+            v => return Err(Self::wrong_type(key, v, "array of integers")),
+        };
+        (0..a.len())
+            .map(|i| {
+                let x = a.int_at(i).unwrap_or_default();
+                i32::try_from(x).map_err(|_| {
+                    Error::format(format!(
+                        "GGUF: metadata key {key}[{i}] = {x} does not fit in i32"
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// An array of floats (f32 or f64 elements) as f32.
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>> {
         match self.require(key)? {
-            Value::Array(_, items) => items
-                .iter()
-                .map(|v| match v {
-                    Value::F32(f) => Ok(*f),
-                    Value::F64(f) => Ok(*f as f32),
-                    _ => Err(Self::wrong_type(key, self.require(key)?, "array of f32")),
-                })
-                .collect(),
+            Value::Array(Array::F32(v)) => Ok(v.clone()),
+            Value::Array(Array::F64(v)) => Ok(v.iter().map(|&f| f as f32).collect()),
             v => Err(Self::wrong_type(key, v, "array of f32")),
         }
     }
@@ -831,11 +957,7 @@ pub fn vocab(f: &GgufFile) -> Result<Option<crate::tokenizer::GgufVocab>> {
     let Some(model) = f.get_str_opt("tokenizer.ggml.model")? else {
         return Ok(None);
     };
-    let tokens: Vec<String> = f
-        .get_str_array("tokenizer.ggml.tokens")?
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let tokens: Vec<String> = f.get_str_array("tokenizer.ggml.tokens")?.to_vec();
     let token_types = if f.contains_key("tokenizer.ggml.token_type") {
         f.get_i32_array("tokenizer.ggml.token_type")?
     } else {
@@ -849,10 +971,7 @@ pub fn vocab(f: &GgufFile) -> Result<Option<crate::tokenizer::GgufVocab>> {
         )));
     }
     let merges = if f.contains_key("tokenizer.ggml.merges") {
-        f.get_str_array("tokenizer.ggml.merges")?
-            .into_iter()
-            .map(str::to_string)
-            .collect()
+        f.get_str_array("tokenizer.ggml.merges")?.to_vec()
     } else {
         Vec::new()
     };
