@@ -613,6 +613,10 @@ fn hostile_headers() {
     // Counts and lengths larger than the file are refused before allocating.
     assert!(parse_err(&header(3, 1 << 60, 0)).contains("tensor count"));
     assert!(parse_err(&header(3, 0, u64::MAX)).contains("metadata count"));
+    // Hard caps, whatever the file size.
+    let mut b = header(3, 0, gguf::MAX_KV as u64 + 1);
+    b.resize(b.len() + 13 * (gguf::MAX_KV + 1), 0);
+    assert!(parse_err(&b).contains("exceed the limits"));
     let mut b = header(3, 0, 1);
     put_u64(&mut b, 1 << 62); // key length
     b.extend_from_slice(&[b'a'; 64]);
