@@ -91,9 +91,9 @@ fn load_fixture(stem: &str) -> (Model, Arc<Backing>) {
 fn f32_tied() {
     let bytes = fixture("mamba_f32_tied");
     let f = GgufFile::parse(&bytes).unwrap();
-    assert_eq!(f.version, 3);
-    assert_eq!(f.alignment, 32);
-    assert_eq!(f.data_offset % 32, 0);
+    assert_eq!(f.version(), 3);
+    assert_eq!(f.alignment(), 32);
+    assert_eq!(f.data_offset() % 32, 0);
     assert_eq!(gguf::file_type_name(&f), "all F32");
     assert!(f.tensor("output.weight").is_none());
     let (m, backing) = load_fixture("mamba_f32_tied");
@@ -113,9 +113,9 @@ fn f32_tied() {
 #[test]
 fn f16_untied_biases_alignment_64() {
     let f = GgufFile::parse(&fixture("mamba_f16_untied")).unwrap();
-    assert_eq!(f.alignment, 64);
-    assert_eq!(f.data_offset % 64, 0);
-    assert!(f.tensors.iter().all(|t| t.offset % 64 == 0));
+    assert_eq!(f.alignment(), 64);
+    assert_eq!(f.data_offset() % 64, 0);
+    assert!(f.tensors().iter().all(|t| t.offset % 64 == 0));
     assert_eq!(gguf::file_type_name(&f), "mostly F16");
     let (m, backing) = load_fixture("mamba_f16_untied");
     check_config(&m, PADDED_VOCAB, false);
@@ -138,7 +138,7 @@ fn f16_untied_biases_alignment_64() {
 #[test]
 fn bf16_everything_v2() {
     let f = GgufFile::parse(&fixture("mamba_bf16_v2")).unwrap();
-    assert_eq!(f.version, 2);
+    assert_eq!(f.version(), 2);
     assert_eq!(gguf::file_type_name(&f), "mostly BF16");
     assert_eq!(
         f.tensor("blk.0.ssm_a").unwrap().ggml_type,
@@ -426,7 +426,7 @@ fn explode(stem: &str) -> (Vec<(String, Value)>, Vec<T>) {
     let bytes = fixture(stem);
     let f = GgufFile::parse(&bytes).unwrap();
     let tensors = f
-        .tensors
+        .tensors()
         .iter()
         .map(|t| {
             let s = f.tensor_file_offset(t) as usize;
@@ -438,7 +438,7 @@ fn explode(stem: &str) -> (Vec<(String, Value)>, Vec<T>) {
             }
         })
         .collect();
-    (f.metadata.clone(), tensors)
+    (f.metadata().to_vec(), tensors)
 }
 
 fn load_err(kvs: &[(String, Value)], tensors: &[T]) -> mamba::Error {
@@ -687,7 +687,7 @@ fn hostile_headers() {
     let msg = parse_err(&with_kv("general.alignment", &Value::String("32".into())));
     assert!(msg.contains("general.alignment has type string"), "{msg}");
     let f = GgufFile::parse(&with_kv("general.alignment", &Value::U64(8))).unwrap();
-    assert_eq!(f.alignment, 8);
+    assert_eq!(f.alignment(), 8);
 
     // Tensor infos.
     assert!(parse_err(&with_tensor(&[1; 100], 0, 0, 4)).contains("w has 100 dimensions"));
@@ -710,14 +710,14 @@ fn hostile_headers() {
     assert!(parse_err(&with_tensor(&[40, 2], 8, 0, 256)).contains("block size 32"));
     // Q8_ROW: rows of 4 + round_up(cols, 4) bytes.
     let f = GgufFile::parse(&with_tensor(&[5, 3], gguf::GGML_TYPE_Q8_ROW, 0, 36)).unwrap();
-    assert_eq!(f.tensors[0].nbytes, Some(36));
+    assert_eq!(f.tensors()[0].nbytes, Some(36));
     assert!(
         parse_err(&with_tensor(&[5, 3], gguf::GGML_TYPE_Q8_ROW, 0, 35)).contains("past the end")
     );
     // Unknown types parse (the parser is generic) but have no size.
     let f = GgufFile::parse(&with_tensor(&[5, 3], 999, 0, 0)).unwrap();
-    assert_eq!(f.tensors[0].nbytes, None);
-    assert_eq!(f.tensors[0].type_name(), "unknown type 999");
+    assert_eq!(f.tensors()[0].nbytes, None);
+    assert_eq!(f.tensors()[0].type_name(), "unknown type 999");
     // Duplicate tensor names.
     let mut b = header(3, 2, 0);
     for _ in 0..2 {
@@ -771,7 +771,7 @@ const FUZZ_FIXTURES: [&str; 5] = [
 fn truncation_never_panics() {
     for stem in FUZZ_FIXTURES {
         let b = fixture(stem);
-        let header_end = GgufFile::parse(&b).unwrap().data_offset as usize;
+        let header_end = GgufFile::parse(&b).unwrap().data_offset() as usize;
         for n in (0..b.len()).step_by(7) {
             let r = GgufFile::parse(&b[..n]);
             if n < header_end {
@@ -788,7 +788,7 @@ fn bit_flips_never_panic() {
     let mut ok = 0;
     for stem in FUZZ_FIXTURES {
         let orig = fixture(stem);
-        let header_end = GgufFile::parse(&orig).unwrap().data_offset as usize;
+        let header_end = GgufFile::parse(&orig).unwrap().data_offset() as usize;
         for i in 0..1500 {
             let mut b = orig.clone();
             // Mostly the header/metadata/tensor-info region; sometimes anywhere.

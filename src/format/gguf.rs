@@ -394,19 +394,16 @@ fn tensor_nbytes(name: &str, ggml_type: u32, dims: &[u64]) -> Result<Option<u64>
 }
 
 /// A parsed GGUF header: metadata and tensor infos. Holds no tensor data.
+/// Read-only after parsing (the fields are private so the lookup indexes and
+/// the bounds checks done at parse time stay valid).
 #[derive(Debug, Clone)]
 pub struct GgufFile {
-    pub version: u32,
-    /// Metadata in file order.
-    pub metadata: Vec<(String, Value)>,
-    /// Tensor infos in file order.
-    pub tensors: Vec<TensorInfo>,
-    /// The data alignment in effect (`general.alignment` or 32).
-    pub alignment: u64,
-    /// Absolute file offset where the tensor data section starts.
-    pub data_offset: u64,
-    /// Length of the parsed input in bytes.
-    pub file_len: u64,
+    version: u32,
+    metadata: Vec<(String, Value)>,
+    tensors: Vec<TensorInfo>,
+    alignment: u64,
+    data_offset: u64,
+    file_len: u64,
     key_index: HashMap<String, usize>,
     tensor_index: HashMap<String, usize>,
 }
@@ -753,6 +750,36 @@ impl GgufFile {
             key_index,
             tensor_index,
         })
+    }
+
+    /// The format version (2 or 3).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Metadata in file order.
+    pub fn metadata(&self) -> &[(String, Value)] {
+        &self.metadata
+    }
+
+    /// Tensor infos in file order.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    /// The data alignment in effect (`general.alignment` or 32).
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    /// Absolute file offset where the tensor data section starts.
+    pub fn data_offset(&self) -> u64 {
+        self.data_offset
+    }
+
+    /// Length of the parsed input in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.file_len
     }
 
     /// The value of `key`, if present.
