@@ -36,7 +36,7 @@ fn fixture_data(name: &'static str) -> Fixture {
 /// The model files of a fixture that this build loads.
 fn model_files(name: &str) -> Vec<String> {
     let mut v = vec![];
-    for ext in ["bin"] {
+    for ext in ["bin", "gguf"] {
         let p = fixture(&format!("lm/{name}.{ext}"));
         if std::path::Path::new(&p).exists() {
             v.push(p);
@@ -182,4 +182,24 @@ parity_tests! {
     b_prompt_mode_equals_step_mode: "B", check_prompt_vs_step;
     a_greedy_and_state_restore: "A", check_greedy_and_state;
     b_greedy_and_state_restore: "B", check_greedy_and_state;
+    c_step_logits_match_transformers: "C", check_step_logits;
+    c_prompt_mode_equals_step_mode: "C", check_prompt_vs_step;
+    c_greedy_and_state_restore: "C", check_greedy_and_state;
+}
+
+/// The same checkpoint exported as v1 f32 and as GGUF f32 gives identical logits.
+#[test]
+fn v1_and_gguf_f32_give_identical_logits() {
+    for name in ["A", "B"] {
+        let f = fixture_data(name);
+        let a = load(&fixture(&format!("lm/{name}.bin")));
+        let b = load(&fixture(&format!("lm/{name}.gguf")));
+        let mut sa = Session::new(a);
+        let mut sb = Session::new(b);
+        // v1 pads the head to a multiple of 8 rows; GGUF keeps the checkpoint's rows.
+        for &t in &f.prompt {
+            let la = sa.forward(t).unwrap()[..f.vocab].to_vec();
+            assert_eq!(la, sb.forward(t).unwrap()[..f.vocab], "{name}");
+        }
+    }
 }
