@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIX = os.path.join(ROOT, "tests", "fixtures", "lm")
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no py/__pycache__ in the work tree
 import export  # noqa: E402
 import make_lm_fixtures as mk  # noqa: E402  (imports torch lazily only)
 
