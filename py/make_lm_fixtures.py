@@ -55,7 +55,7 @@ MODELS = {
                use_conv_bias=True, layer_norm_epsilon=1e-5), 42, True),
     "B": (dict(vocab_size=517, hidden_size=40, num_hidden_layers=2, state_size=8, conv_kernel=3,
                expand=2, time_step_rank=5, tie_word_embeddings=False, use_bias=False,
-               use_conv_bias=True, layer_norm_epsilon=1e-5), 5678, True),
+               use_conv_bias=True, layer_norm_epsilon=1e-5), 2, True),
     # GGUF only: in/out_proj biases, no conv bias, eps 1e-6
     "C": (dict(vocab_size=301, hidden_size=32, num_hidden_layers=2, state_size=4, conv_kernel=2,
                expand=2, time_step_rank=3, tie_word_embeddings=True, use_bias=True,
