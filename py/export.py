@@ -496,12 +496,14 @@ def write_gguf(m: Model, dest: str, dtype: str = "f32", tokenizer: str | None = 
     n_rows = m.embedding.shape[0]
     if tokenizer:
         id_to_tok, special, merges = load_tokenizer_json(tokenizer)
-        n_tok = max(n_rows, max(id_to_tok) + 1)
-        if n_tok > n_rows:
-            print(f"warning: tokenizer has {n_tok} ids but the embedding only {n_rows} rows",
+        dropped = sorted(i for i in id_to_tok if i >= n_rows)
+        if dropped:
+            # llama.cpp needs exactly one token per embedding row: ids without a row are unusable
+            print(f"warning: tokenizer ids {dropped[:8]}{'...' if len(dropped) > 8 else ''} "
+                  f"have no embedding row (the model has {n_rows}); left out of the GGUF",
                   file=sys.stderr)
         tokens, types = [], []
-        for i in range(n_tok):
+        for i in range(n_rows):
             if i in id_to_tok:
                 tokens.append(id_to_tok[i])
                 if i in special:
@@ -573,10 +575,16 @@ def write_gguf(m: Model, dest: str, dtype: str = "f32", tokenizer: str | None = 
 
 HELP_EPILOG = """\
 examples:
-  %(prog)s state-spaces/mamba-130m model.bin                 GGUF f32 (from the local HF cache)
+  %(prog)s state-spaces/mamba-130m model.gguf                GGUF f32 (from the local HF cache)
   %(prog)s ./mamba-130m-hf model.gguf --dtype q8_0
   %(prog)s ./mamba-130m model.bin --legacy                    C project v1 file, float32
   %(prog)s ./mamba-130m model.bin --int8                      v1 int8 + model.bin.scales
+
+Without --legacy/--int8/--fp16/--bfloat8 the output is GGUF whatever the file
+name says (libmamba tells the formats apart by their magic). The source is
+resolved as: an existing folder; else owner/name looked up in $HF_HUB_CACHE,
+$HF_HOME/hub or ~/.cache/huggingface/hub (models--owner--name/snapshots/*);
+else the tool stops with exit status 1. It never downloads.
 
 GGUF details:
   * keys and tensor names as llama.cpp's converter writes them (arch "mamba");

@@ -38,14 +38,24 @@ PROMPT_LEN = 32
 GEN_LEN = 32
 STATE_AFTER_GEN = 16
 
+# quantized variants written next to NAME.bin / NAME.gguf: (file, export.py flags, reader)
+VARIANTS = {
+    "B": [("B.int8.bin", ["--int8"], ("v1", "int8")),
+          ("B.q8row.gguf", ["--dtype", "int8"], ("gguf", None))],
+    "C": [("C.q8_0.gguf", ["--dtype", "q8_0"], ("gguf", None)),
+          ("C.q8row.gguf", ["--dtype", "int8"], ("gguf", None)),
+          ("C.f16.gguf", ["--dtype", "f16"], ("gguf", None)),
+          ("C.bf16.gguf", ["--dtype", "bf16"], ("gguf", None))],
+}
+
 MODELS = {
     # name: (config kwargs, seed, write v1)
     "A": (dict(vocab_size=1003, hidden_size=72, num_hidden_layers=3, state_size=16, conv_kernel=4,
                expand=2, time_step_rank="auto", tie_word_embeddings=True, use_bias=False,
-               use_conv_bias=True, layer_norm_epsilon=1e-5), 1234, True),
+               use_conv_bias=True, layer_norm_epsilon=1e-5), 42, True),
     "B": (dict(vocab_size=517, hidden_size=40, num_hidden_layers=2, state_size=8, conv_kernel=3,
                expand=2, time_step_rank=5, tie_word_embeddings=False, use_bias=False,
-               use_conv_bias=True, layer_norm_epsilon=1e-5), 5678, True),
+               use_conv_bias=True, layer_norm_epsilon=1e-5), 2, True),
     # GGUF only: in/out_proj biases, no conv bias, eps 1e-6
     "C": (dict(vocab_size=301, hidden_size=32, num_hidden_layers=2, state_size=4, conv_kernel=2,
                expand=2, time_step_rank=3, tie_word_embeddings=True, use_bias=True,
@@ -150,21 +160,44 @@ def hf_reference(model, cfg, prompt):
 # independent readers + numpy Mamba (step mode)
 # ---------------------------------------------------------------------------
 
-def read_v1(path):
+V1_QUANT = ["in_w", "conv_w", "conv_b", "x_w", "dt_w", "dt_b", "out_w"]
+
+
+def bf8_decode(codes):
+    e = ((codes >> 2) & 31).astype(np.float64)
+    m = (codes & 3).astype(np.float64)
+    v = np.where(e == 0, m / 4 * 2.0 ** -14, 2.0 ** (e - 15) * (1 + m / 4))
+    v = np.where(e == 31, np.inf, v)
+    return np.where(codes & 0x80, -v, v)
+
+
+def read_v1(path, quant=None):
+    """v1 reader; quant = None (float32), 'int8', 'fp16' or 'bfloat8' (then reads PATH.scales)."""
     with open(path, "rb") as f:
         data = f.read()
     magic, version = struct.unpack_from("<Ii", data, 0)
     assert magic == 0x4D616D62 and version == 1
     n_layers, vocab, dim, di, r, ds, dc, shared = struct.unpack_from("<8i", data, 8)
     rv = -(-vocab // 8) * 8
-    arr = np.frombuffer(data, "<f4", offset=256)
-    pos = 0
+    scales = np.fromfile(path + ".scales", "<f4") if quant else None
+    pos = 256
 
-    def take(*shape):
+    def take(*shape, key=None, layer=0):
         nonlocal pos
         n = int(np.prod(shape))
-        a = arr[pos:pos + n].reshape(shape).astype(np.float64)
-        pos += n
+        if quant and key in V1_QUANT:
+            s = float(scales[V1_QUANT.index(key) * n_layers + layer])
+            if quant == "int8":
+                a = np.frombuffer(data, np.int8, n, pos).astype(np.float64)
+            elif quant == "fp16":
+                a = np.frombuffer(data, "<f2", n, pos).astype(np.float64)
+            else:
+                a = bf8_decode(np.frombuffer(data, np.uint8, n, pos))
+            pos += n * (2 if quant == "fp16" else 1)
+            # dequantized value = stored value x scale, computed in float32 like a C/Rust loader
+            return (a.astype(np.float32) * np.float32(s)).astype(np.float64).reshape(shape)
+        a = np.frombuffer(data, "<f4", n, pos).reshape(shape).astype(np.float64)
+        pos += 4 * n
         return a
 
     W = {"emb": take(rv, dim)}
@@ -172,14 +205,14 @@ def read_v1(path):
     for key, shape in [("in_w", (2 * di, dim)), ("conv_w", (di, dc)), ("conv_b", (di,)),
                        ("x_w", (r + 2 * ds, di)), ("dt_w", (di, r)), ("dt_b", (di,)),
                        ("A", (di, ds)), ("D", (di,)), ("out_w", (dim, di)), ("norm", (dim,))]:
-        per[key] = [take(*shape) for _ in range(n_layers)]
+        per[key] = [take(*shape, key=key, layer=i) for i in range(n_layers)]
     W["layers"] = [{k: per[k][i] for k in per} for i in range(n_layers)]
     for L in W["layers"]:
         L["in_b"] = None
         L["out_b"] = None
     W["norm_f"] = take(dim)
     W["head"] = W["emb"] if shared else take(rv, dim)
-    assert pos == arr.size, "v1 file size does not match its header"
+    assert pos == len(data), "v1 file size does not match its header"
     W.update(n_layers=n_layers, vocab=vocab, dim=dim, d_inner=di, dt_rank=r, d_state=ds, d_conv=dc,
              eps=1e-5)
     return W
@@ -380,10 +413,11 @@ def numpy_check(W, prompt, gen, ref):
         "prompt_logits_rel": float(np.max(np.abs(lp[:, :vocab] - ref["logits"]))) / scale,
         "prompt_logits": float(np.max(np.abs(lp[:, :vocab] - ref["logits"]))),
         "step_logits": float(np.max(np.abs(lg[:, :vocab] - ref["step_logits"]))),
-        "conv_state": max(float(np.max(np.abs(st_prompt[0] - ref["st_prompt"][0]))),
-                          float(np.max(np.abs(st_gen[0] - ref["st_gen"][0])))),
-        "ssm_state": max(float(np.max(np.abs(st_prompt[1] - ref["st_prompt"][1]))),
-                         float(np.max(np.abs(st_gen[1] - ref["st_gen"][1])))),
+        # states: max |diff| relative to the largest |value| of that state
+        "conv_state_rel": max(float(np.max(np.abs(st_prompt[0] - ref["st_prompt"][0]) / np.max(np.abs(ref["st_prompt"][0])))),
+                              float(np.max(np.abs(st_gen[0] - ref["st_gen"][0]) / np.max(np.abs(ref["st_gen"][0]))))),
+        "ssm_state_rel": max(float(np.max(np.abs(st_prompt[1] - ref["st_prompt"][1]) / np.max(np.abs(ref["st_prompt"][1])))),
+                             float(np.max(np.abs(st_gen[1] - ref["st_gen"][1]) / np.max(np.abs(ref["st_gen"][1]))))),
         "padded_rows_max_abs": float(np.max(np.abs(extra_rows))) if extra_rows.size else 0.0,
         "greedy_same": [int(np.argmax(lp[-1, :vocab]))] + [int(np.argmax(l[:vocab])) for l in lg[:-1]] == gen,
     }
@@ -487,11 +521,33 @@ def main():
             for k, v in meta:
                 f.write(f"{k} = {v}\n")
 
+        # quantized variants: files + numpy (float64 math on the dequantized weights) prompt logits
+        for fname, flags, loader in VARIANTS.get(name, []):
+            vpath = os.path.join(args.out, fname)
+            export(hfdir, vpath, *flags)
+            if loader[0] == "v1":
+                W = read_v1(vpath, loader[1])
+            else:
+                kvq, Tq = read_gguf(vpath)
+                W = gguf_to_weights(kvq, Tq)
+            nm = NumpyMamba(W)
+            lq = np.stack([nm.step(t) for t in prompt])[:, :cfg.vocab_size]
+            lname = "logits_" + fname[len(name) + 1:].replace(".", "_") + ".f32"
+            save_raw(os.path.join(mdir, lname), lq, "<f4")
+            rel = float(np.max(np.abs(lq - ref["logits"])) / np.max(np.abs(ref["logits"])))
+            meta.append((f"variant.{fname}.export_flags", " ".join(flags)))
+            meta.append((f"variant.{fname}.logits", lname))
+            meta.append((f"variant.{fname}.max_rel_diff_vs_f32", f"{rel:.2g}"))
+            print(f"  variant {fname}: rel diff of its logits vs f32 reference {rel:.2g}")
+        with open(os.path.join(mdir, "meta.txt"), "w") as f:
+            for k, v in meta:
+                f.write(f"{k} = {v}\n")
+
         print(f"model {name}: min greedy margin {min(ref['margins']):.4g}, "
               f"HF full-vs-step {ref['diff_full_step']:.3g}")
         for kind, c in checks.items():
             print(f"  numpy step mode on {kind}: {c}")
-            bad = [k for k in ("vs_numpy_on_hf_weights", "prompt_logits_rel", "conv_state", "ssm_state")
+            bad = [k for k in ("vs_numpy_on_hf_weights", "prompt_logits_rel", "conv_state_rel", "ssm_state_rel")
                    if c[k] > (1e-9 if k == "vs_numpy_on_hf_weights" else tol)]
             if bad or not c["greedy_same"]:
                 ok = False
