@@ -66,7 +66,7 @@ pub fn dequant_bytes(dtype: DType, row: &[u8], out: &mut [f32]) {
 
 /// Row `r` of `t` as f32, tensor scale applied.
 pub fn dequant_row(t: &Tensor, r: usize, out: &mut [f32]) {
-    dequant_bytes(t.dtype, t.row(r), out);
+    super::simd::convert_row(t.dtype, t.row(r), out);
     if t.scale != 1.0 {
         for o in out.iter_mut() {
             *o *= t.scale;

@@ -159,34 +159,63 @@ pub fn exp_slice(x: &mut [f32]) {
 /// Dot of a stored row (any dtype, no tensor scale) with x.
 pub fn dot_row(dtype: DType, row: &[u8], x: &[f32]) -> f32 {
     let cols = x.len();
-    match dtype {
-        DType::F32 => {
-            // SAFETY: rows of f32 tensors are 4-byte aligned (checked at view time).
-            let w =
-                unsafe { std::slice::from_raw_parts(row.as_ptr() as *const f32, row.len() / 4) };
-            dot_f32(w, x)
+    if dtype == DType::F32 {
+        // SAFETY: rows of f32 tensors are 4-byte aligned (checked at view time).
+        let w = unsafe { std::slice::from_raw_parts(row.as_ptr() as *const f32, row.len() / 4) };
+        return dot_f32(w, x);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa() == Isa::Avx512 {
+            // SAFETY: avx512f (+ the F16C-class conversions it includes) present.
+            match dtype {
+                DType::F16 => return unsafe { x86::dot_f16_avx512(row, x) },
+                DType::BF16 => return unsafe { x86::dot_bf16_avx512(row, x) },
+                DType::I8 => return unsafe { x86::dot_i8_avx512(row, x) },
+                DType::Q8Row => {
+                    let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+                    return d * unsafe { x86::dot_i8_avx512(&row[4..4 + cols], x) };
+                }
+                DType::Q8_0 => {
+                    let mut s = 0.0;
+                    for (bi, blk) in row.chunks_exact(34).enumerate() {
+                        let d = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                        s += d * unsafe {
+                            x86::dot_i8_avx512(&blk[2..34], &x[bi * 32..bi * 32 + 32])
+                        };
+                    }
+                    return s;
+                }
+                _ => {}
+            }
         }
+    }
+    // Portable: convert in chunks on the stack, then an f32 dot.
+    let mut buf = [0.0f32; 256];
+    let mut s = 0.0;
+    match dtype {
         DType::Q8Row => {
             let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
-            d * dot_i8(&row[4..4 + cols], x)
+            for (c, chunk) in row[4..4 + cols].chunks(256).enumerate() {
+                dequant_bytes(DType::I8, chunk, &mut buf[..chunk.len()]);
+                s += dot_f32(&buf[..chunk.len()], &x[c * 256..c * 256 + chunk.len()]);
+            }
+            d * s
         }
         DType::Q8_0 => {
-            let mut s = 0.0;
             for (bi, blk) in row.chunks_exact(34).enumerate() {
                 let d = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
-                s += d * dot_i8(&blk[2..34], &x[bi * 32..bi * 32 + 32]);
+                dequant_bytes(DType::I8, &blk[2..34], &mut buf[..32]);
+                s += d * dot_f32(&buf[..32], &x[bi * 32..bi * 32 + 32]);
             }
             s
         }
         _ => {
-            // Convert in chunks on the stack, then an f32 dot.
-            let mut buf = [0.0f32; 256];
             let esize = if matches!(dtype, DType::F16 | DType::BF16) {
                 2
             } else {
                 1
             };
-            let mut s = 0.0;
             let mut c0 = 0;
             while c0 < cols {
                 let c1 = (c0 + 256).min(cols);
@@ -199,17 +228,35 @@ pub fn dot_row(dtype: DType, row: &[u8], x: &[f32]) -> f32 {
     }
 }
 
-/// Σ q[i]·x[i] for int8 q.
-fn dot_i8(q: &[u8], x: &[f32]) -> f32 {
-    let mut buf = [0.0f32; 256];
-    let mut s = 0.0;
-    for (c, chunk) in q.chunks(256).enumerate() {
-        for (b, &v) in buf.iter_mut().zip(chunk) {
-            *b = (v as i8) as f32;
+/// Converts a stored row to f32 (no tensor scale), vectorized where possible.
+pub fn convert_row(dtype: DType, row: &[u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa() == Isa::Avx512 {
+            let cols = out.len();
+            // SAFETY: avx512f present; lengths follow the row layout.
+            unsafe {
+                match dtype {
+                    DType::F16 => return x86::cvt_f16_avx512(row, out),
+                    DType::BF16 => return x86::cvt_bf16_avx512(row, out),
+                    DType::I8 => return x86::cvt_i8_avx512(row, out, 1.0),
+                    DType::Q8Row => {
+                        let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+                        return x86::cvt_i8_avx512(&row[4..4 + cols], out, d);
+                    }
+                    DType::Q8_0 => {
+                        for (blk, o) in row.chunks_exact(34).zip(out.chunks_mut(32)) {
+                            let d = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                            x86::cvt_i8_avx512(&blk[2..34], o, d);
+                        }
+                        return;
+                    }
+                    _ => {}
+                }
+            }
         }
-        s += dot_f32(&buf[..chunk.len()], &x[c * 256..c * 256 + chunk.len()]);
     }
-    s
+    dequant_bytes(dtype, row, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -365,6 +412,104 @@ mod x86 {
         _mm512_reduce_add_ps(acc)
     }
 
+    #[inline]
+    fn tail_mask(left: usize) -> __mmask16 {
+        if left >= 16 {
+            0xffff
+        } else {
+            ((1u32 << left) - 1) as u16
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load_f16(p: *const u8, m: __mmask16) -> __m512 {
+        _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m as u16, p as *const i16))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    unsafe fn load_bf16(p: *const u8, m: __mmask16) -> __m512 {
+        let h = _mm256_maskz_loadu_epi16(m as u16, p as *const i16);
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    unsafe fn load_i8(p: *const u8, m: __mmask16) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(
+            m,
+            p as *const i8,
+        )))
+    }
+
+    macro_rules! dot_conv {
+        ($name:ident, $load:ident, $esize:expr) => {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+            pub unsafe fn $name(row: &[u8], x: &[f32]) -> f32 {
+                let n = x.len();
+                assert!(row.len() >= n * $esize);
+                let (pw, px) = (row.as_ptr(), x.as_ptr());
+                let mut acc = [_mm512_setzero_ps(); 4];
+                let mut i = 0;
+                while i + 64 <= n {
+                    for j in 0..4 {
+                        let w = $load(pw.add((i + 16 * j) * $esize), 0xffff);
+                        acc[j] = _mm512_fmadd_ps(w, _mm512_loadu_ps(px.add(i + 16 * j)), acc[j]);
+                    }
+                    i += 64;
+                }
+                while i < n {
+                    let m = tail_mask(n - i);
+                    let w = $load(pw.add(i * $esize), m);
+                    acc[0] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, px.add(i)), acc[0]);
+                    i += 16;
+                }
+                let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+                _mm512_reduce_add_ps(s)
+            }
+        };
+    }
+    dot_conv!(dot_f16_avx512, load_f16, 2);
+    dot_conv!(dot_bf16_avx512, load_bf16, 2);
+    dot_conv!(dot_i8_avx512, load_i8, 1);
+
+    macro_rules! cvt_conv {
+        ($name:ident, $load:ident, $esize:expr) => {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+            pub unsafe fn $name(row: &[u8], out: &mut [f32]) {
+                let n = out.len();
+                assert!(row.len() >= n * $esize);
+                let mut i = 0;
+                while i < n {
+                    let m = tail_mask(n - i);
+                    _mm512_mask_storeu_ps(
+                        out.as_mut_ptr().add(i),
+                        m,
+                        $load(row.as_ptr().add(i * $esize), m),
+                    );
+                    i += 16;
+                }
+            }
+        };
+    }
+    cvt_conv!(cvt_f16_avx512, load_f16, 2);
+    cvt_conv!(cvt_bf16_avx512, load_bf16, 2);
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn cvt_i8_avx512(row: &[u8], out: &mut [f32], scale: f32) {
+        let n = out.len();
+        assert!(row.len() >= n);
+        let sv = _mm512_set1_ps(scale);
+        let mut i = 0;
+        while i < n {
+            let m = tail_mask(n - i);
+            let v = _mm512_mul_ps(load_i8(row.as_ptr().add(i), m), sv);
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), m, v);
+            i += 16;
+        }
+    }
+
     /// 4 weight rows × 4 input rows per tile, 16 zmm accumulators.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn gemm_avx512(
@@ -504,6 +649,54 @@ mod tests {
             assert!((y1 - y2).abs() < 1e-5, "n {n}: {y1} vs {y2}");
             for (p, q) in h1.iter().zip(&h2) {
                 assert!((p - q).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn typed_dots_and_conversions_match_portable() {
+        use half::{bf16, f16};
+        for n in [1, 5, 16, 31, 32, 64, 100, 768] {
+            let w = data(n, 9);
+            let x = data(n, 10);
+            let f16b: Vec<u8> = w
+                .iter()
+                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                .collect();
+            let bf16b: Vec<u8> = w
+                .iter()
+                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+                .collect();
+            let i8b: Vec<u8> = w.iter().map(|v| ((v * 254.0) as i8) as u8).collect();
+            let mut q8row = 0.5f32.to_le_bytes().to_vec();
+            q8row.extend(&i8b);
+            q8row.resize(4 + n.div_ceil(4) * 4, 0);
+            let mut cases = vec![
+                (DType::F16, f16b),
+                (DType::BF16, bf16b),
+                (DType::I8, i8b),
+                (DType::Q8Row, q8row),
+            ];
+            if n % 32 == 0 {
+                let mut q = vec![];
+                for blk in w.chunks(32) {
+                    q.extend(f16::from_f32(0.01).to_le_bytes());
+                    q.extend(blk.iter().map(|v| ((v * 200.0) as i8) as u8));
+                }
+                cases.push((DType::Q8_0, q));
+            }
+            for (dt, row) in cases {
+                let mut want = vec![0.0; n];
+                dequant_bytes(dt, &row, &mut want);
+                let mut got = vec![0.0; n];
+                convert_row(dt, &row, &mut got);
+                assert_eq!(got, want, "{dt:?} n {n}");
+                let d = dot_row(dt, &row, &x);
+                let e = dot_portable(&want, &x);
+                assert!(
+                    (d - e).abs() < 1e-4 * (1.0 + e.abs()),
+                    "{dt:?} n {n}: {d} vs {e}"
+                );
             }
         }
     }
