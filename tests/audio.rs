@@ -342,6 +342,34 @@ fn kws_features_layout_and_helpers() {
     }
     // Too short a clip for width-9 deltas.
     assert!(KwsFrontend::new(MfccParams::new(1000, 13, 475, 200, 20)).is_err());
+    // Any signal length, odd and even FFT sizes, hops longer than the window:
+    // the frame count is librosa's and every value is finite.
+    for params in [
+        MfccParams::new(16000, 5, 475, 119, 10),
+        MfccParams::new(8000, 4, 64, 100, 8),
+        MfccParams::new(8000, 3, 7, 3, 3),
+    ] {
+        let m = Mfcc::new(params.clone()).unwrap();
+        for len in (1..700)
+            .step_by(7)
+            .chain([1, 2, 3, 63, 64, 65, 474, 475, 476])
+        {
+            let y: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5)
+                .collect();
+            let (v, frames) = m.compute(&y);
+            assert_eq!(
+                frames,
+                1 + (len + 2 * (params.n_fft / 2) - params.n_fft) / params.hop_length
+            );
+            assert_eq!(v.len(), params.n_mfcc * frames);
+            assert!(v.iter().all(|x| x.is_finite()), "len {len} {params:?}");
+        }
+    }
+    assert_eq!(
+        delta(&[0.0; 600], 1, 600, 13, 31).unwrap_err().kind,
+        ErrorKind::Unsupported
+    );
     // Empty input: no frames.
     let m = Mfcc::new(p).unwrap();
     assert_eq!(m.compute(&[]).1, 0);

@@ -420,6 +420,12 @@ impl DeltaFilter {
                 "delta: order {polyorder} must be less than width {width}"
             );
         }
+        if polyorder > 12 {
+            bail!(
+                Unsupported,
+                "delta: polynomial order {polyorder} is above 12 (numerically unsound)"
+            );
+        }
         let half = (width / 2) as f64;
         let np = polyorder + 1;
         // Vandermonde A[t][j] = u_t^j with u_t = t - half (centered for conditioning).
@@ -564,6 +570,9 @@ pub fn delta(
 
 /// Row-major `rows` x `cols` to row-major `cols` x `rows` (e.g. the 69 x 135
 /// features to the 135 x 69 frames x features a model's input projection takes).
+///
+/// # Panics
+/// If `data.len() != rows * cols`.
 pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     assert_eq!(
         data.len(),
