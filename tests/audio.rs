@@ -207,6 +207,20 @@ fn kws_features_match_librosa_on_all_reference_clips() {
             );
         }
     }
+    // The WAV-level helpers give the same features.
+    let first = wav_root.join(&files[0]);
+    let bytes = std::fs::read(&first).unwrap();
+    assert_eq!(
+        fe.wav_features(&bytes).unwrap(),
+        fe.file_features(first.to_str().unwrap()).unwrap()
+    );
+    assert_eq!(
+        fe.wav_features(&bytes).unwrap(),
+        fe.features(&read_wav(&bytes).unwrap().samples)
+    );
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<KwsFrontend>();
+    send_sync::<Mfcc>();
     eprintln!(
         "max error / row range vs librosa: mfcc {:.2e}, delta {:.2e}, delta2 {:.2e}",
         worst[0], worst[1], worst[2]

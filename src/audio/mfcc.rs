@@ -20,6 +20,7 @@ use std::sync::Arc;
 use rustfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
+use super::wav::{read_mono_16k_file, read_wav, require_mono_16k};
 use crate::bail;
 use crate::error::{Error, Result};
 
@@ -675,6 +676,19 @@ impl KwsFrontend {
             .apply_into(&mf, n_mfcc, n_frames, rest)
             .expect("delta shape checked in new");
         out
+    }
+
+    /// Features of a WAV file held in memory: [`read_wav`], [`require_mono_16k`],
+    /// then [`KwsFrontend::features`].
+    pub fn wav_features(&self, bytes: &[u8]) -> Result<Vec<f32>> {
+        let wav = read_wav(bytes)?;
+        require_mono_16k(&wav)?;
+        Ok(self.features(&wav.samples))
+    }
+
+    /// Features of a WAV file; errors start with the path.
+    pub fn file_features(&self, path: &str) -> Result<Vec<f32>> {
+        Ok(self.features(&read_mono_16k_file(path)?))
     }
 }
 
