@@ -13,6 +13,10 @@ tests read only the files this writes and ../shared. Run from the project root:
   (row-major n_mfcc x frames).
 - delta_input.f32: 7 x 40 seeded random values; delta_w<W>_o<O>.f32:
   librosa.feature.delta(x, width=W, order=O) of it.
+- sf_<name>.wav: small WAV files written by libsndfile (soundfile), in the layouts
+  it produces (fmt sizes, fact/PEAK chunks, WAVE_FORMAT_EXTENSIBLE), and
+  sf_<name>.f32 the interleaved samples soundfile reads back (dtype float32) for
+  those the Rust reader must accept.
 """
 import os, sys
 import numpy as np, librosa, soundfile
@@ -63,6 +67,28 @@ def main():
     save('delta_input.f32', x)
     for w, o in [(3, 1), (5, 1), (5, 2), (9, 1), (9, 2), (9, 3), (11, 4), (39, 2)]:
         save(f'delta_w{w}_o{o}.f32', librosa.feature.delta(x, width=w, order=o))
+
+    wav_cases = [
+        ('pcm16', 16000, 1, 'WAV', 'PCM_16'),
+        ('float', 16000, 1, 'WAV', 'FLOAT'),
+        ('wavex_pcm16', 16000, 1, 'WAVEX', 'PCM_16'),
+        ('wavex_float_stereo', 44100, 2, 'WAVEX', 'FLOAT'),
+        ('stereo_44k', 44100, 2, 'WAV', 'PCM_16'),
+        ('pcm24', 16000, 1, 'WAV', 'PCM_24'),
+        ('u8', 16000, 1, 'WAV', 'PCM_U8'),
+        ('double', 16000, 1, 'WAV', 'DOUBLE'),
+        ('ulaw', 16000, 1, 'WAV', 'ULAW'),
+    ]
+    for name, sr, ch, fmt, sub in wav_cases:
+        data = (0.9 * np.sin(np.arange(101 * ch) * 0.37)).reshape(101, ch).astype(np.float32)
+        if ch == 1:
+            data = data[:, 0]
+        path = os.path.join(OUT, f'sf_{name}.wav')
+        soundfile.write(path, data, sr, format=fmt, subtype=sub)
+        print(os.path.basename(path), sr, ch, fmt, sub)
+        if sub in ('PCM_16', 'FLOAT'):
+            back, _ = soundfile.read(path, dtype='float32', always_2d=False)
+            save(f'sf_{name}.f32', back.reshape(-1))
 
 
 if __name__ == '__main__':

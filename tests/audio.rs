@@ -662,3 +662,45 @@ fn wav_malformed_and_hostile_inputs() {
         }
     }
 }
+
+#[test]
+fn wav_files_written_by_libsndfile() {
+    // (name, rate, channels): files soundfile wrote, with its fact/PEAK chunks and
+    // extensible headers; the samples must equal what soundfile reads back.
+    for (name, rate, channels) in [
+        ("pcm16", 16000, 1),
+        ("float", 16000, 1),
+        ("wavex_pcm16", 16000, 1),
+        ("wavex_float_stereo", 44100, 2),
+        ("stereo_44k", 44100, 2),
+    ] {
+        let path = fixture(&format!("sf_{name}.wav"));
+        let w = read_wav_file(path.to_str().unwrap()).unwrap();
+        assert_eq!((w.sample_rate, w.channels), (rate, channels), "{name}");
+        assert_eq!(
+            w.samples,
+            read_f32(&fixture(&format!("sf_{name}.f32"))),
+            "{name}"
+        );
+        assert_eq!(
+            require_mono_16k(&w).is_ok(),
+            rate == 16000 && channels == 1,
+            "{name}"
+        );
+    }
+    for (name, what) in [
+        ("pcm24", "24-bit"),
+        ("u8", "8-bit"),
+        ("double", "64-bit float"),
+        ("ulaw", "mu-law"),
+    ] {
+        let path = fixture(&format!("sf_{name}.wav"));
+        let e = read_wav_file(path.to_str().unwrap()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported, "{name}: {}", e.message);
+        assert!(
+            e.message.contains(what) && e.message.contains(&format!("sf_{name}.wav")),
+            "{name}: {}",
+            e.message
+        );
+    }
+}
