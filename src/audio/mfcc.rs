@@ -337,7 +337,7 @@ impl Mfcc {
             self.fft.process_with_scratch(&mut buf, &mut scratch);
             for k in 0..n_bins {
                 let z = buf[k];
-                let c = buf[(n - k) % n].conj();
+                let c = buf[if k == 0 { 0 } else { n - k }].conj();
                 pa[k] = (z + c).norm_sqr() * 0.25;
                 pb[k] = (z - c).norm_sqr() * 0.25;
             }
