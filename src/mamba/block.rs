@@ -71,21 +71,29 @@ fn add_bias(rows: &mut [f32], width: usize, bias: Option<&crate::model::Tensor>)
     }
 }
 
-/// Runs `n` tokens (rows of `x`, each d_model wide, already normalized)
-/// through the mixer, updating `conv_state` (d_inner × d_conv, newest input
-/// last) and `ssm_state` (d_inner × d_state). Writes n × d_model to `out`.
-#[allow(clippy::too_many_arguments)]
-pub fn prompt(
+/// One sequence's recurrent state for one layer: the conv state
+/// (d_inner × d_conv, newest input last) and the SSM state (d_inner × d_state).
+pub type LayerState<'a> = (&'a mut [f32], &'a mut [f32]);
+
+/// Runs `n` rows of `x` (each d_model wide, already normalized) through the
+/// mixer and writes n × d_model to `out`.
+///
+/// With one state, the rows are consecutive tokens of one sequence (prompt
+/// mode: the conv and scan run in time order). With `n` states, row t is the
+/// next token of sequence t (batched decode: every weight matrix is read once
+/// for all sequences).
+pub fn forward(
     w: &MixerWeights,
     d: &Dims,
-    conv_state: &mut [f32],
-    ssm_state: &mut [f32],
+    states: &mut [LayerState<'_>],
     x: &[f32],
     n: usize,
     s: &mut Scratch,
     out: &mut [f32],
 ) {
     assert!(n >= 1 && n <= s.cap);
+    assert!(states.len() == 1 || states.len() == n);
+    let per_row = states.len() > 1;
     let (di, ds, k, r) = (d.d_inner, d.d_state, d.d_conv, d.dt_rank);
     let nd = d.dbl();
 
@@ -99,10 +107,11 @@ pub fn prompt(
     let cw = w.conv_w.as_f32();
     let cb = w.conv_b.as_ref().map(|b| b.as_f32());
     let u = &mut s.u[..n * di];
-    for ch in 0..di {
-        let st = &mut conv_state[ch * k..(ch + 1) * k];
-        let wk = &cw[ch * k..(ch + 1) * k];
-        for t in 0..n {
+    for t in 0..n {
+        let conv_state = &mut *states[if per_row { t } else { 0 }].0;
+        for ch in 0..di {
+            let st = &mut conv_state[ch * k..(ch + 1) * k];
+            let wk = &cw[ch * k..(ch + 1) * k];
             st.copy_within(1.., 0);
             st[k - 1] = xz[t * 2 * di + ch];
             let mut acc = 0.0f32;
@@ -137,6 +146,7 @@ pub fn prompt(
     let dvec = w.d.as_f32();
     let y = &mut s.y[..n * di];
     for t in 0..n {
+        let ssm_state = &mut *states[if per_row { t } else { 0 }].1;
         let bvec = &dbl[t * nd + r..t * nd + r + ds];
         let cvec = &dbl[t * nd + r + ds..t * nd + r + 2 * ds];
         for ch in 0..di {
@@ -158,18 +168,4 @@ pub fn prompt(
         d.d_model,
         w.out_proj_bias.as_ref(),
     );
-}
-
-/// One token through the mixer: `prompt` with n = 1 (every product becomes
-/// a matrix-vector product).
-pub fn step(
-    w: &MixerWeights,
-    d: &Dims,
-    conv_state: &mut [f32],
-    ssm_state: &mut [f32],
-    x: &[f32],
-    s: &mut Scratch,
-    out: &mut [f32],
-) {
-    prompt(w, d, conv_state, ssm_state, x, 1, s, out)
 }
