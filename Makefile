@@ -10,7 +10,7 @@ BUILD    := build
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 EXAMPLES := mamba
 
-.PHONY: all lib examples test test-rust test-c check-header clean
+.PHONY: all lib examples test test-rust test-c check-header bench clean
 
 all: lib examples
 
@@ -37,6 +37,20 @@ test-c: lib
 check-header:
 	$(CARGO) build --lib
 	git diff --exit-code include/mamba.h
+
+# Speed table (decode, prompt, batched decode) on random models of
+# mamba-130m's shape in every weight type. Needs numpy (model generation).
+BENCH_DIR   := $(BUILD)/bench
+BENCH_DTYPES := f32 f16 bf16 q8_0 int8
+bench:
+	@mkdir -p $(BENCH_DIR)
+	@test -f $(BENCH_DIR)/m130/model.safetensors || { echo "== writing a random 130m-shaped checkpoint"; python3 py/make_random_checkpoint.py --preset 130m $(BENCH_DIR)/m130; }
+	@for d in $(BENCH_DTYPES); do test -f $(BENCH_DIR)/m130.$$d.gguf || { echo "== exporting $$d"; python3 py/export.py $(BENCH_DIR)/m130 $(BENCH_DIR)/m130.$$d.gguf --dtype $$d --no-tokenizer >/dev/null; }; done
+	$(CARGO) build --release --example bench --example dtype_report
+	@echo "== speed"
+	$(RELEASE)/examples/bench $(foreach d,$(BENCH_DTYPES),$(BENCH_DIR)/m130.$(d).gguf)
+	@echo "== accuracy against f32"
+	$(RELEASE)/examples/dtype_report $(BENCH_DIR)/m130.f32.gguf $(foreach d,$(filter-out f32,$(BENCH_DTYPES)),$(BENCH_DIR)/m130.$(d).gguf)
 
 clean:
 	$(CARGO) clean
