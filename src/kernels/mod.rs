@@ -40,7 +40,9 @@ pub fn matvec(w: &Tensor, x: &[f32], y: &mut [f32]) {
     };
     if bytes.len() >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 {
         let chunk = (w.rows / (rayon::current_num_threads() * 8)).max(16);
-        y.par_chunks_mut(chunk).enumerate().for_each(|(ci, ys)| body(ci * chunk, ys));
+        y.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(ci, ys)| body(ci * chunk, ys));
     } else {
         body(0, y);
     }
@@ -68,7 +70,11 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         let r1 = (r0 + RB).min(rows);
         wbuf.resize((r1 - r0) * cols, 0.0);
         for r in r0..r1 {
-            convert::dequant_bytes(w.dtype, &bytes[r * rb..(r + 1) * rb], &mut wbuf[(r - r0) * cols..(r - r0 + 1) * cols]);
+            convert::dequant_bytes(
+                w.dtype,
+                &bytes[r * rb..(r + 1) * rb],
+                &mut wbuf[(r - r0) * cols..(r - r0 + 1) * cols],
+            );
         }
         for t in 0..n {
             let xt = &x[t * cols..(t + 1) * cols];

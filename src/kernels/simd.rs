@@ -35,7 +35,8 @@ pub fn dot_row(dtype: DType, row: &[u8], x: &[f32]) -> f32 {
     match dtype {
         DType::F32 => {
             // SAFETY: rows of f32 tensors are 4-byte aligned (checked at view time).
-            let w = unsafe { std::slice::from_raw_parts(row.as_ptr() as *const f32, row.len() / 4) };
+            let w =
+                unsafe { std::slice::from_raw_parts(row.as_ptr() as *const f32, row.len() / 4) };
             dot_f32(w, x)
         }
         _ => {

@@ -45,7 +45,9 @@ impl LmConfig {
         ];
         for (name, v) in dims {
             if v == 0 || v > MAX_DIM {
-                return Err(Error::format(format!("{name} = {v} is out of range (1..={MAX_DIM})")));
+                return Err(Error::format(format!(
+                    "{name} = {v} is out of range (1..={MAX_DIM})"
+                )));
             }
         }
         if self.n_layers > 4096 || self.d_conv > 1024 || self.d_state > 4096 {
@@ -61,7 +63,10 @@ impl LmConfig {
             )));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
-            return Err(Error::format(format!("norm eps {} is not a valid epsilon", self.norm_eps)));
+            return Err(Error::format(format!(
+                "norm eps {} is not a valid epsilon",
+                self.norm_eps
+            )));
         }
         Ok(())
     }
@@ -162,7 +167,12 @@ impl LmWeights {
             if let Some(b) = &m.conv_b {
                 check_f32(b, c.d_inner, &n("conv1d bias"))?;
             }
-            check(&m.x_proj, c.dt_rank + 2 * c.d_state, c.d_inner, &n("x_proj"))?;
+            check(
+                &m.x_proj,
+                c.dt_rank + 2 * c.d_state,
+                c.d_inner,
+                &n("x_proj"),
+            )?;
             check(&m.dt_proj, c.d_inner, c.dt_rank, &n("dt_proj"))?;
             check_f32(&m.dt_bias, c.d_inner, &n("dt_proj bias"))?;
             check(&m.a, c.d_inner, c.d_state, &n("A"))?;
@@ -208,9 +218,20 @@ impl Model {
     }
 
     /// Builds a model after validating config and tensor shapes.
-    pub fn new_lm(config: LmConfig, weights: LmWeights, source: &str, file_bytes: u64) -> Result<Model> {
+    pub fn new_lm(
+        config: LmConfig,
+        weights: LmWeights,
+        source: &str,
+        file_bytes: u64,
+    ) -> Result<Model> {
         config.validate().map_err(|e| e.context(source))?;
         weights.validate(&config).map_err(|e| e.context(source))?;
-        Ok(Model { config, weights, tokenizer: None, source: source.to_string(), file_bytes })
+        Ok(Model {
+            config,
+            weights,
+            tokenizer: None,
+            source: source.to_string(),
+            file_bytes,
+        })
     }
 }

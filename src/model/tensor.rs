@@ -95,7 +95,13 @@ unsafe impl Sync for Tensor {}
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor({}, {}x{})", self.dtype.name(), self.rows, self.cols)
+        write!(
+            f,
+            "Tensor({}, {}x{})",
+            self.dtype.name(),
+            self.rows,
+            self.cols
+        )
     }
 }
 
@@ -139,7 +145,15 @@ impl Tensor {
                 "tensor {name} at offset {offset} is not aligned to {align} bytes"
             )));
         }
-        Ok(Tensor { ptr, nbytes, dtype, rows, cols, scale: 1.0, _keep: backing.clone() })
+        Ok(Tensor {
+            ptr,
+            nbytes,
+            dtype,
+            rows,
+            cols,
+            scale: 1.0,
+            _keep: backing.clone(),
+        })
     }
 
     /// An f32 tensor on the heap holding `data` (rows × cols).
@@ -184,7 +198,11 @@ impl Tensor {
 
     /// The elements as f32, when stored as f32 with scale 1 (vectors, norms, A, D, ...).
     pub fn as_f32(&self) -> &[f32] {
-        assert!(self.dtype == DType::F32, "as_f32 on a {} tensor", self.dtype.name());
+        assert!(
+            self.dtype == DType::F32,
+            "as_f32 on a {} tensor",
+            self.dtype.name()
+        );
         // SAFETY: alignment and length were checked in `view`.
         unsafe { std::slice::from_raw_parts(self.ptr as *const f32, self.rows * self.cols) }
     }
