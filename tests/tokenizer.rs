@@ -498,3 +498,120 @@ fn bpe_hostile_json_is_error() {
     let t = Tokenizer::from_bytes(br#"{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]},"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false}}"#, "t").unwrap();
     assert_eq!(t.encode(b"ab xab\xff").unwrap(), vec![2, 2]);
 }
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let alphabet: [&[u8]; 12] = [
+        b" ",
+        b"  ",
+        b"\n",
+        b"'s",
+        b"a",
+        b"\xe4\xb8\xad",
+        b"\xf0\x9f\x98\x80",
+        b"\x80",
+        b"\xff",
+        b"\xcc\x81",
+        b"<|endoftext|>",
+        b"\x00",
+    ];
+    for round in 0..400 {
+        let len = rng.below(200);
+        let mut s = Vec::new();
+        for _ in 0..len {
+            if round % 2 == 0 {
+                s.push(rng.next() as u8);
+            } else {
+                s.extend_from_slice(alphabet[rng.below(alphabet.len())]);
+            }
+        }
+        for t in [bpe(), legacy()] {
+            let ids = t.encode(&s).unwrap();
+            let full = t.decode(&ids, false);
+            assert!(std::str::from_utf8(&full).is_ok());
+            let mut sd = StreamDecoder::with_skip_special(false);
+            let mut out = Vec::new();
+            for &id in &ids {
+                sd.push(t, id, &mut out);
+            }
+            sd.flush(&mut out);
+            assert_eq!(out, full);
+        }
+        // BPE round-trips valid UTF-8 exactly
+        if let Ok(text) = std::str::from_utf8(&s) {
+            let ids = bpe().encode(&s).unwrap();
+            let nfc: String = unicode_nfc(text);
+            assert_eq!(bpe().decode(&ids, false), nfc.as_bytes());
+        }
+    }
+    // random ids, including out of range, decode without panicking
+    for _ in 0..200 {
+        let ids: Vec<u32> = (0..rng.below(50))
+            .map(|_| rng.below(60000) as u32)
+            .collect();
+        for t in [bpe(), legacy()] {
+            let _ = t.decode(&ids, true);
+            for w in ids.windows(2) {
+                let _ = t.legacy_decode_piece(w[0], w[1]);
+            }
+        }
+    }
+}
+
+fn unicode_nfc(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    s.nfc().collect()
+}
+
+#[test]
+fn mutated_tokenizer_bin_never_panics() {
+    // a small valid file: the first 300 tokens
+    let mut good = Vec::new();
+    good.extend_from_slice(&0x4d62546bu32.to_le_bytes());
+    good.extend_from_slice(&1i32.to_le_bytes());
+    good.extend_from_slice(&300i32.to_le_bytes());
+    good.extend_from_slice(&16i32.to_le_bytes());
+    for i in 0..300 {
+        let t = bpe().token_bytes(i).unwrap();
+        good.extend_from_slice(&(t.len() as i32).to_le_bytes());
+        good.extend_from_slice(t);
+    }
+    assert!(Tokenizer::from_bytes(&good, "m.bin").is_ok());
+    let mut rng = Rng(12345);
+    let mut accepted = 0;
+    for _ in 0..500 {
+        let mut f = good.clone();
+        for _ in 0..1 + rng.below(4) {
+            let i = if rng.below(2) == 0 {
+                rng.below(64)
+            } else {
+                rng.below(f.len())
+            };
+            f[i] = rng.next() as u8;
+        }
+        if rng.below(4) == 0 {
+            f.truncate(rng.below(f.len()));
+        }
+        if let Ok(t) = Tokenizer::from_bytes(&f, "m.bin") {
+            accepted += 1;
+            let ids = t.encode(b"hello world \xe4\xb8\xad the").unwrap();
+            assert!(ids.iter().all(|&i| (i as usize) < t.vocab_size()));
+            let _ = t.decode(&ids, false);
+        }
+    }
+    assert!(accepted > 10 && accepted < 500, "{accepted}");
+}

@@ -16,6 +16,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Mutex;
 use unicode_general_category::{get_general_category, GeneralCategory as G};
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
@@ -137,6 +138,8 @@ pub struct Bpe {
     use_regex: bool,
     bos: Option<u32>,
     eos: Option<u32>,
+    /// Words already merged, shared by calls (a call that finds it busy uses its own).
+    cache: Mutex<WordCache>,
 }
 
 /// What the encoder produces for a segment of text.
@@ -269,6 +272,7 @@ impl Bpe {
             use_regex: p.use_regex,
             bos: p.bos,
             eos: p.eos,
+            cache: Mutex::new(WordCache::default()),
         })
     }
 
@@ -470,7 +474,15 @@ impl Bpe {
 
     /// Encodes valid UTF-8 text, appending ids to `out`.
     pub fn encode(&self, text: &str, out: &mut Vec<u32>) {
-        let mut cache = WordCache::default();
+        let mut local;
+        let mut guard = self.cache.try_lock().ok();
+        let cache: &mut WordCache = match guard.as_deref_mut() {
+            Some(c) => c,
+            None => {
+                local = WordCache::default();
+                &mut local
+            }
+        };
         let mut segs = Vec::new();
         self.find_added(text, &self.trie_raw, &mut segs);
         let mut segs2 = Vec::new();
@@ -496,7 +508,7 @@ impl Bpe {
             for s2 in &segs2 {
                 match *s2 {
                     Seg::Added(id) => out.push(id),
-                    Seg::Text(a2, z2) => self.encode_pretokenized(&norm[a2..z2], &mut cache, out),
+                    Seg::Text(a2, z2) => self.encode_pretokenized(&norm[a2..z2], cache, out),
                 }
             }
         }

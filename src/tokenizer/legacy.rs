@@ -23,6 +23,7 @@
 
 use super::bytelevel::FxHashMap;
 use crate::error::{Error, Result};
+use std::sync::Mutex;
 
 pub const MAGIC: u32 = 0x4d62546b;
 
@@ -31,7 +32,11 @@ pub struct Legacy {
     max_token_length: u32,
     /// C string -> the id `str_lookup` returns for it.
     lookup: FxHashMap<Vec<u8>, u32>,
+    /// (a << 32 | b) -> merged id or `u32::MAX`, shared by calls (bounded).
+    pairs: Mutex<FxHashMap<u64, u32>>,
 }
+
+const MAX_CACHED_PAIRS: usize = 1 << 20;
 
 /// The bytes of a C string: up to the first NUL.
 #[inline]
@@ -142,6 +147,7 @@ impl Legacy {
             pieces,
             max_token_length: max_token_length as u32,
             lookup,
+            pairs: Mutex::new(FxHashMap::default()),
         })
     }
 
@@ -161,7 +167,18 @@ impl Legacy {
         let n = text.len();
         let vocab = self.pieces.len();
         let mut stack: Vec<u32> = Vec::with_capacity(n);
-        let mut pair_cache: FxHashMap<u64, u32> = FxHashMap::default();
+        let mut local;
+        let mut guard = self.pairs.try_lock().ok();
+        let pair_cache: &mut FxHashMap<u64, u32> = match guard.as_deref_mut() {
+            Some(c) => c,
+            None => {
+                local = FxHashMap::default();
+                &mut local
+            }
+        };
+        if pair_cache.len() > MAX_CACHED_PAIRS {
+            pair_cache.clear();
+        }
         let mut buf: Vec<u8> = Vec::new();
         let mut i = 0;
         while i < n {
@@ -172,12 +189,12 @@ impl Legacy {
             let chunk = &text[i..i + len];
             i += len;
             if let Some(&id) = self.lookup.get(chunk) {
-                self.push_merge(&mut stack, id, &mut pair_cache, &mut buf);
+                self.push_merge(&mut stack, id, pair_cache, &mut buf);
             } else {
                 for &b in chunk {
                     let id = b as usize + 3;
                     if id < vocab {
-                        self.push_merge(&mut stack, id as u32, &mut pair_cache, &mut buf);
+                        self.push_merge(&mut stack, id as u32, pair_cache, &mut buf);
                     }
                 }
             }
