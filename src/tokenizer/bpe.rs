@@ -10,7 +10,7 @@
 //!    byte-level symbols and merged by rank exactly as HF's `Word::merge_all` does.
 
 use super::bytelevel::{byte_to_char_table, decode_token_string, inverse_table, FxHashMap};
-use super::pretok;
+use super::{nfc, pretok};
 use crate::error::{Error, ErrorKind, Result};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -18,7 +18,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Mutex;
 use unicode_general_category::{get_general_category, GeneralCategory as G};
-use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
 /// Ids above this are refused (a hostile file must not make us allocate gigabytes).
 const MAX_ID: u64 = 1 << 24;
@@ -250,7 +249,7 @@ impl Bpe {
             let t = &p.added[i];
             if t.normalized {
                 let content: Cow<str> = if p.nfc {
-                    Cow::Owned(t.content.nfc().collect())
+                    Cow::Owned(nfc::nfc(&t.content))
                 } else {
                     Cow::Borrowed(&t.content)
                 };
@@ -495,11 +494,8 @@ impl Bpe {
                 Seg::Text(a, z) => (a, z),
             };
             let piece = &text[a..z];
-            let norm: Cow<str> = if self.nfc
-                && !piece.is_ascii()
-                && is_nfc_quick(piece.chars()) != IsNormalized::Yes
-            {
-                Cow::Owned(piece.nfc().collect())
+            let norm: Cow<str> = if self.nfc && !nfc::is_quick_nfc(piece) {
+                Cow::Owned(nfc::nfc(piece))
             } else {
                 Cow::Borrowed(piece)
             };

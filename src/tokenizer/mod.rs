@@ -13,6 +13,8 @@
 pub mod bpe;
 mod bytelevel;
 pub mod legacy;
+mod nfc;
+mod nfc_gaps;
 pub mod pretok;
 
 use crate::error::{Error, Result};
