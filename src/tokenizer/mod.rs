@@ -22,7 +22,7 @@ use legacy::Legacy;
 
 enum Kind {
     Legacy(Legacy),
-    Bpe(bpe::Bpe),
+    Bpe(Box<bpe::Bpe>),
 }
 
 /// A loaded tokenizer (legacy greedy or exact BPE). Immutable, `Send + Sync`.
@@ -54,14 +54,14 @@ impl Tokenizer {
             )));
         }
         Ok(Tokenizer {
-            kind: Kind::Bpe(bpe::Bpe::from_json(data, src)?),
+            kind: Kind::Bpe(Box::new(bpe::Bpe::from_json(data, src)?)),
         })
     }
 
     /// Builds the BPE tokenizer a GGUF file carries.
     pub fn from_gguf(vocab: GgufVocab) -> Result<Tokenizer> {
         Ok(Tokenizer {
-            kind: Kind::Bpe(bpe::Bpe::from_gguf(vocab)?),
+            kind: Kind::Bpe(Box::new(bpe::Bpe::from_gguf(vocab)?)),
         })
     }
 
