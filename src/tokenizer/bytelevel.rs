@@ -93,7 +93,9 @@ impl Hasher for FxHasher {
     }
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        // The multiply only carries low input bits upwards; hashbrown indexes buckets with
+        // the low bits, so fold the high half in (else (a << 32 | b) keys collide on b).
+        self.hash ^ (self.hash >> 29)
     }
 }
 
