@@ -615,3 +615,30 @@ fn mutated_tokenizer_bin_never_panics() {
     }
     assert!(accepted > 10 && accepted < 500, "{accepted}");
 }
+
+#[test]
+fn gguf_hostile_vocab_is_error() {
+    let v = |model: &str, tokens: Vec<&str>, types: Vec<i32>, merges: Vec<&str>| GgufVocab {
+        model: model.into(),
+        tokens: tokens.into_iter().map(String::from).collect(),
+        token_types: types,
+        merges: merges.into_iter().map(String::from).collect(),
+        bos_id: None,
+        eos_id: None,
+    };
+    assert!(Tokenizer::from_gguf(v("llama", vec!["a"], vec![1], vec![])).is_err());
+    assert!(Tokenizer::from_gguf(v("gpt2", vec!["a", "b"], vec![1], vec![])).is_err());
+    assert!(Tokenizer::from_gguf(v("gpt2", vec!["a", "b"], vec![1, 1], vec!["a b"])).is_err());
+    assert!(Tokenizer::from_gguf(v("gpt2", vec!["a", "b"], vec![1, 1], vec!["ab"])).is_err());
+    let t = Tokenizer::from_gguf(v(
+        "gpt2",
+        vec!["a", "b", "ab", "<s>", "[PAD4]"],
+        vec![1, 1, 1, 3, 5],
+        vec!["a b"],
+    ))
+    .unwrap();
+    assert_eq!(t.encode(b"ab<s>ba").unwrap(), vec![2, 3, 1, 0]);
+    assert!(t.is_special(3) && !t.is_special(4));
+    assert_eq!(t.decode(&[2, 3, 4], true), b"ab[PAD4]");
+    assert_eq!(t.eos_id(), None);
+}
