@@ -642,3 +642,19 @@ fn gguf_hostile_vocab_is_error() {
     assert_eq!(t.decode(&[2, 3, 4], true), b"ab[PAD4]");
     assert_eq!(t.eos_id(), None);
 }
+
+#[test]
+fn tokenizer_is_send_sync_and_threads_agree() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    let text = shakespeare();
+    let want = bpe().encode(&text[..200_000]).unwrap();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| bpe().encode(&text[..200_000]).unwrap()))
+            .collect();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), want);
+        }
+    });
+}

@@ -2,13 +2,24 @@
 //!
 //! - [`Tokenizer::from_file`] reads either a `tokenizer.bin` (magic `0x4d62546b`, the C
 //!   project's format and greedy encoder, see [`legacy`]) or an HF `tokenizer.json`
-//!   (byte-level BPE, identical ids to HF `tokenizers`, see [`bpe`]).
+//!   (byte-level BPE giving the same ids as HF `tokenizers`, see [`bpe`]).
 //! - [`Tokenizer::from_gguf`] builds the same BPE from a GGUF file's vocabulary.
 //!
-//! Text in, bytes out. [`Tokenizer::encode`] takes bytes: for BPE, invalid UTF-8 is
-//! first replaced by U+FFFD, one per maximal invalid subsequence (what Rust's
-//! `String::from_utf8_lossy` does; HF's Python API cannot even receive such text). The
-//! legacy encoder works on raw bytes like the C code. No call panics on any input.
+//! Choices worth knowing:
+//! - [`Tokenizer::encode`] takes bytes. For BPE, invalid UTF-8 is first replaced by U+FFFD,
+//!   one per maximal invalid subsequence (Rust's `String::from_utf8_lossy`; HF's Python API
+//!   cannot even receive such text). The legacy encoder works on raw bytes like the C code
+//!   (and, like it, stops at the first NUL byte).
+//! - Legacy byte fallback is the C code's `byte + 3` (see [`legacy`]).
+//! - [`Tokenizer::decode`] equals HF's `decode` (valid UTF-8, U+FFFD for invalid
+//!   sequences); [`Tokenizer::decode_raw`] gives the bytes without repair.
+//! - Ids come out exactly as HF gives them, including the chat tokens some copies of the
+//!   GPT-NeoX `tokenizer.json` carry (`<|im_start|>` 50277 ... `RWKV` 50280, so `assistant`
+//!   in text becomes 50279): callers must check ids against the model's embedding rows.
+//! - Encoding keeps a bounded cache of merged words (BPE) or merged pairs (legacy) shared
+//!   by calls; a call that finds it busy (another thread) uses a private one.
+//!
+//! No call panics on any input (file bytes, text bytes or ids).
 
 pub mod bpe;
 mod bytelevel;
