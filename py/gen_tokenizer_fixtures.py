@@ -18,6 +18,9 @@ Files (all integers little-endian):
 - src/tokenizer/nfc_gaps.rs (with --nfc-gaps): the code points HF's NFC does not know
   (its normalization tables are older than the unicode-normalization crate's): listed by
   `cargo run --release --example normalization_props`, then probed with HF.
+- flags.bin: like stress.bin, for the GPT-NeoX tokenizer.json with FLAG_TOKENS below appended
+  to its added_tokens (lstrip / rstrip / single_word / normalized semantics, which the
+  GPT-NeoX file itself does not exercise). tests/tokenizer.rs appends the same entries.
 - unicode_classes.txt: "start end class" lines (hex code points, class L, N, S or O): how
   HF's ByteLevel pre-tokenizer classifies every code point (\\p{L}, \\p{N}, \\s, other).
 """
@@ -275,6 +278,30 @@ def nfc_gaps():
     print(f"nfc gaps: {len(unknown)} code points in {len(runs)} ranges")
 
 
+FLAG_TOKENS = [
+    {"id": 50281, "content": "<mask>", "single_word": False, "lstrip": True, "rstrip": False, "normalized": False, "special": True},
+    {"id": 50282, "content": "[SEP]", "single_word": False, "lstrip": False, "rstrip": True, "normalized": False, "special": True},
+    {"id": 50283, "content": "word", "single_word": True, "lstrip": False, "rstrip": False, "normalized": True, "special": False},
+    {"id": 50284, "content": "\u00c5ngstr\u00f6m", "single_word": False, "lstrip": False, "rstrip": False, "normalized": True, "special": False},
+    {"id": 50285, "content": "caf\u00e9", "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": False},
+    {"id": 50286, "content": "<both>", "single_word": True, "lstrip": True, "rstrip": True, "normalized": False, "special": True},
+    {"id": 50287, "content": "  ", "single_word": False, "lstrip": False, "rstrip": True, "normalized": False, "special": False},
+]
+
+
+def flags_corpus(rng):
+    pieces = ["<mask>", "[SEP]", "word", "words", "sword", "word.", "_word", "word1", "\u00c5ngstr\u00f6m",
+              "A\u030angstro\u0308m", "\u212bngstr\u00f6m", "caf\u00e9", "cafe\u0301", "<both>", "x<both>y",
+              " ", "  ", "   ", "\t", "\n", "\u3000", "\u00a0", "a", "b c", "\u00e9", "\u0301", "<|endoftext|>", "'s",
+              "w\u00f6rd", "\u00e9word", "word\u0301", "\u0663word"]
+    out = ["a  <mask> b", "x[SEP]   y", "word words sword word.", "the \u00c5ngstr\u00f6m unit",
+           "A\u030angstro\u0308m", "caf\u00e9 cafe\u0301", "<both>", " <both> ", "a<both>b", "a <both> b",
+           "  <mask>  [SEP]  ", "[SEP][SEP]<mask><mask>", "word", " word ", "\tword\t"]
+    for _ in range(400):
+        out.append("".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))))
+    return out
+
+
 def main():
     if "--nfc-gaps" in sys.argv:
         nfc_gaps()
@@ -300,6 +327,17 @@ def main():
             f.write(blob(s.encode("utf-8")))
             f.write(u32s(tok.encode(s).ids))
     print(f"stress: {len(corpus)} strings")
+
+    import json
+    j = json.load(open(os.path.join(DATA, "tokenizer", "gpt-neox-20b.json"), encoding="utf-8"))
+    j["added_tokens"] += FLAG_TOKENS
+    ftok = Tokenizer.from_str(json.dumps(j))
+    fcorpus = flags_corpus(random.Random(99))
+    with open(os.path.join(OUT, "flags.bin"), "wb") as f:
+        for s in fcorpus:
+            f.write(blob(s.encode("utf-8")))
+            f.write(u32s(ftok.encode(s).ids))
+    print(f"flags: {len(fcorpus)} strings")
 
     vs = tok.get_vocab_size(with_added_tokens=True)
     with open(os.path.join(OUT, "decode.bin"), "wb") as f:

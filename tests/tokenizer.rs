@@ -658,3 +658,49 @@ fn tokenizer_is_send_sync_and_threads_agree() {
         }
     });
 }
+
+/// HF's added-token flags (lstrip, rstrip, single_word, normalized), which the GPT-NeoX
+/// file does not use: the same entries as FLAG_TOKENS in py/gen_tokenizer_fixtures.py.
+#[test]
+fn added_token_flags_match_hf() {
+    let mut j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json_path()).unwrap()).unwrap();
+    let flags = serde_json::json!([
+        {"id": 50281, "content": "<mask>", "single_word": false, "lstrip": true, "rstrip": false, "normalized": false, "special": true},
+        {"id": 50282, "content": "[SEP]", "single_word": false, "lstrip": false, "rstrip": true, "normalized": false, "special": true},
+        {"id": 50283, "content": "word", "single_word": true, "lstrip": false, "rstrip": false, "normalized": true, "special": false},
+        {"id": 50284, "content": "\u{c5}ngstr\u{f6}m", "single_word": false, "lstrip": false, "rstrip": false, "normalized": true, "special": false},
+        {"id": 50285, "content": "caf\u{e9}", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false},
+        {"id": 50286, "content": "<both>", "single_word": true, "lstrip": true, "rstrip": true, "normalized": false, "special": true},
+        {"id": 50287, "content": "  ", "single_word": false, "lstrip": false, "rstrip": true, "normalized": false, "special": false}
+    ]);
+    j["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .extend(flags.as_array().unwrap().iter().cloned());
+    let t =
+        Tokenizer::from_bytes(serde_json::to_string(&j).unwrap().as_bytes(), "flags.json").unwrap();
+    let fx = fixture("flags.bin");
+    let mut r = Reader::new(&fx);
+    let mut bad = Vec::new();
+    let mut n = 0;
+    while !r.done() {
+        let text = r.bytes();
+        let want = r.ids();
+        let got = t.encode(text).unwrap();
+        if got != want {
+            bad.push(format!(
+                "{:?}\n  got  {got:?}\n  want {want:?}",
+                String::from_utf8_lossy(text)
+            ));
+        }
+        n += 1;
+    }
+    assert!(n > 400);
+    assert!(
+        bad.is_empty(),
+        "{} of {n} differ:\n{}",
+        bad.len(),
+        bad.iter().take(6).cloned().collect::<Vec<_>>().join("\n")
+    );
+}

@@ -129,7 +129,10 @@ pub struct Bpe {
     byte_ids: [u32; 256],
     /// (left id << 32 | right id) -> (rank, merged id)
     merges: FxHashMap<u64, (u32, u32)>,
+    /// Trie patterns (index = pattern number).
     added: Vec<AddedToken>,
+    /// Flags that apply to a matched id.
+    added_by_id: FxHashMap<u32, AddedToken>,
     trie_raw: Trie,
     trie_norm: Trie,
     nfc: bool,
@@ -163,18 +166,134 @@ pub struct BpeParts {
     pub use_regex: bool,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
+    /// Assign added tokens' ids as HF does when it loads a tokenizer.json (ignoring the
+    /// file's `id`s), and take `<|endoftext|>` as BOS/EOS; otherwise keep the given ids.
+    pub hf_ids: bool,
+}
+
+/// The added tokens as HF's `AddedVocabulary` holds them.
+struct AddedVocab {
+    /// Match patterns: special tokens, then the others (each with its resolved id).
+    patterns: Vec<AddedToken>,
+    /// id -> the token whose flags apply to matches of that id (the last one added).
+    by_id: FxHashMap<u32, AddedToken>,
+    /// Contents of special tokens (HF decides "special" by content).
+    special: std::collections::HashSet<String>,
+}
+
+type TokenKey = (String, [bool; 5]);
+fn key_of(t: &AddedToken) -> TokenKey {
+    (
+        t.content.clone(),
+        [t.single_word, t.lstrip, t.rstrip, t.normalized, t.special],
+    )
+}
+
+/// HF `AddedVocabulary::add_tokens` over the file's list, as `Tokenizer` deserialization
+/// runs it: a token whose content is already known (added before, or in the model
+/// vocabulary) takes that id; a new one takes max(added ids) + 1, or the model
+/// vocabulary's size when no added id reaches it. A token identical to a current one is
+/// ignored; a token with the same content but other flags replaces the flags.
+fn hf_added_vocab(
+    tokens: Vec<AddedToken>,
+    vocab: &FxHashMap<&str, u32>,
+    model_len: usize,
+) -> AddedVocab {
+    let mut special_tokens = Vec::new();
+    let mut special = std::collections::HashSet::new();
+    for t in &tokens {
+        if t.special && !t.content.is_empty() && !special.contains(&t.content) {
+            special.insert(t.content.clone());
+            special_tokens.push(t.clone());
+        }
+    }
+    let mut map: FxHashMap<String, u32> = FxHashMap::default();
+    let mut by_id: FxHashMap<u32, AddedToken> = FxHashMap::default();
+    let mut current: std::collections::HashMap<TokenKey, usize> = std::collections::HashMap::new();
+    let mut max_id: Option<u32> = None;
+    let mut classic = Vec::new();
+    for mut t in tokens {
+        if t.content.is_empty() || current.contains_key(&key_of(&t)) {
+            continue;
+        }
+        let id = match map
+            .get(&t.content)
+            .or_else(|| vocab.get(t.content.as_str()))
+        {
+            Some(&id) => id,
+            None => match max_id {
+                None => model_len as u32,
+                Some(m) if m as usize >= model_len || model_len == 0 => m.saturating_add(1),
+                Some(_) => model_len as u32,
+            },
+        };
+        t.id = id;
+        map.insert(t.content.clone(), id);
+        max_id = Some(max_id.map_or(id, |m| m.max(id)));
+        if let Some(old) = by_id.insert(id, t.clone()) {
+            let k = key_of(&old);
+            if let Some(c) = current.get_mut(&k) {
+                *c -= 1;
+                if *c == 0 {
+                    current.remove(&k);
+                }
+            }
+        }
+        *current.entry(key_of(&t)).or_insert(0) += 1;
+        if !special.contains(&t.content) {
+            classic.push(t);
+        }
+    }
+    let mut patterns = special_tokens;
+    patterns.extend(classic);
+    for t in &mut patterns {
+        if let Some(&id) = map.get(&t.content) {
+            t.id = id;
+        }
+    }
+    AddedVocab {
+        patterns,
+        by_id,
+        special,
+    }
+}
+
+/// Added tokens with the ids given (GGUF): specials first, then the others.
+fn given_added_vocab(tokens: Vec<AddedToken>) -> AddedVocab {
+    let mut patterns: Vec<AddedToken> = tokens.iter().filter(|t| t.special).cloned().collect();
+    patterns.extend(tokens.iter().filter(|t| !t.special).cloned());
+    let special = tokens
+        .iter()
+        .filter(|t| t.special)
+        .map(|t| t.content.clone())
+        .collect();
+    let by_id = tokens.into_iter().map(|t| (t.id, t)).collect();
+    AddedVocab {
+        patterns,
+        by_id,
+        special,
+    }
 }
 
 impl Bpe {
     pub fn build(p: BpeParts, src: &str) -> Result<Bpe> {
         let mut size: u64 = 0;
+        let mut vocab: FxHashMap<&str, u32> = FxHashMap::default();
+        vocab.reserve(p.vocab.len());
         for (s, id) in &p.vocab {
             if *id as u64 >= MAX_ID {
                 return Err(fmt_err(src, format!("token {s:?} has id {id}, too large")));
             }
             size = size.max(*id as u64 + 1);
+            vocab.insert(s.as_str(), *id);
         }
-        for t in &p.added {
+        let n_added = p.added.len();
+        let av = if p.hf_ids {
+            hf_added_vocab(p.added, &vocab, vocab.len())
+        } else {
+            given_added_vocab(p.added)
+        };
+        for t in av.by_id.values() {
             if t.id as u64 >= MAX_ID {
                 return Err(fmt_err(
                     src,
@@ -183,30 +302,38 @@ impl Bpe {
             }
             size = size.max(t.id as u64 + 1);
         }
-        if size > 4 * (p.vocab.len() + p.added.len()) as u64 + 1024 {
+        if size > 4 * (p.vocab.len() + n_added) as u64 + 1024 {
             return Err(fmt_err(
                 src,
                 format!(
                     "token ids go up to {size} for only {} tokens",
-                    p.vocab.len() + p.added.len()
+                    p.vocab.len() + n_added
                 ),
             ));
         }
         let size = size as usize;
         let table = byte_to_char_table();
         let inv = inverse_table(&table);
-        let mut vocab: FxHashMap<&str, u32> = FxHashMap::default();
-        vocab.reserve(p.vocab.len());
         let mut strings: Vec<Option<&str>> = vec![None; size];
         for (s, id) in &p.vocab {
-            vocab.insert(s.as_str(), *id);
             strings[*id as usize] = Some(s.as_str());
         }
         let mut special = vec![false; size];
-        for t in &p.added {
-            strings[t.id as usize] = Some(t.content.as_str());
-            special[t.id as usize] = t.special;
+        for (id, t) in &av.by_id {
+            strings[*id as usize] = Some(t.content.as_str());
+            special[*id as usize] = av.special.contains(&t.content);
         }
+        let (bos, eos) = if p.hf_ids {
+            let e = av
+                .by_id
+                .values()
+                .find(|t| t.content == "<|endoftext|>")
+                .map(|t| t.id)
+                .or_else(|| vocab.get("<|endoftext|>").copied());
+            (e, e)
+        } else {
+            (p.bos, p.eos)
+        };
         let id_bytes: Vec<Option<Vec<u8>>> = strings
             .iter()
             .map(|s| s.map(|s| decode_token_string(s, &inv)))
@@ -240,13 +367,9 @@ impl Bpe {
             })?;
             merges.insert(((ia as u64) << 32) | ib as u64, (rank as u32, new));
         }
-        // HF order: special tokens first, then the other added tokens, each in file order.
-        let mut order: Vec<usize> = (0..p.added.len()).filter(|&i| p.added[i].special).collect();
-        order.extend((0..p.added.len()).filter(|&i| !p.added[i].special));
         let mut trie_raw = Trie::new();
         let mut trie_norm = Trie::new();
-        for &i in &order {
-            let t = &p.added[i];
+        for (i, t) in av.patterns.iter().enumerate() {
             if t.normalized {
                 let content: Cow<str> = if p.nfc {
                     Cow::Owned(nfc::nfc(&t.content))
@@ -263,14 +386,15 @@ impl Bpe {
             special,
             byte_ids,
             merges,
-            added: p.added,
+            added: av.patterns,
+            added_by_id: av.by_id,
             trie_raw,
             trie_norm,
             nfc: p.nfc,
             add_prefix_space: p.add_prefix_space,
             use_regex: p.use_regex,
-            bos: p.bos,
-            eos: p.eos,
+            bos,
+            eos,
             cache: Mutex::new(WordCache::default()),
         })
     }
@@ -387,16 +511,6 @@ impl Bpe {
                 ))
             }
         }
-        let eos = added
-            .iter()
-            .find(|t| t.content == "<|endoftext|>")
-            .map(|t| t.id)
-            .or_else(|| {
-                vocab_obj
-                    .get("<|endoftext|>")
-                    .and_then(|x| x.as_u64())
-                    .map(|x| x as u32)
-            });
         let parts = BpeParts {
             vocab,
             merges,
@@ -404,8 +518,9 @@ impl Bpe {
             nfc,
             add_prefix_space,
             use_regex,
-            bos: eos,
-            eos,
+            bos: None,
+            eos: None,
+            hf_ids: true,
         };
         Bpe::build(parts, src)
     }
@@ -440,7 +555,8 @@ impl Bpe {
                 i += 1;
                 continue;
             };
-            let tok = &self.added[pat as usize];
+            let pt = &self.added[pat as usize];
+            let tok = self.added_by_id.get(&pt.id).unwrap_or(pt);
             let (mut start, mut stop) = (i, i + len);
             i = stop;
             if tok.single_word {
@@ -744,6 +860,7 @@ impl Bpe {
             use_regex: true,
             bos: v.bos_id,
             eos: v.eos_id,
+            hf_ids: false,
         };
         Bpe::build(parts, src)
     }
