@@ -187,6 +187,23 @@ impl Tokenizer {
     }
 }
 
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field(
+                "kind",
+                &if self.is_legacy() {
+                    "legacy tokenizer.bin"
+                } else {
+                    "byte-level BPE"
+                },
+            )
+            .field("vocab_size", &self.vocab_size())
+            .field("eos_id", &self.eos_id())
+            .finish()
+    }
+}
+
 /// Incremental decoding for streaming output: [`StreamDecoder::push`] appends only
 /// complete UTF-8 characters and holds back an incomplete trailing sequence until later
 /// tokens complete it. Bytes that can never become valid UTF-8 are emitted as U+FFFD as
