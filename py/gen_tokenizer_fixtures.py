@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Generate the tokenizer test fixtures in tests/fixtures/tokenizer/ (run from anywhere).
 
+    python3 py/gen_tokenizer_fixtures.py [--nfc-gaps] [--no-unicode]
+
+--nfc-gaps also regenerates src/tokenizer/nfc_gaps.rs (needs cargo); --no-unicode skips
+the slow unicode_classes.txt. Output is deterministic (fixed seeds).
+
 Needs HF `tokenizers` (the reference implementation). The Rust tests only read the files
 written here, plus ../shared/data (tokenizer.json and tinyshakespeare.txt).
 
