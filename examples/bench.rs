@@ -12,7 +12,17 @@ fn weight_bytes(m: &Model) -> u64 {
     let mut b = w.head().bytes().len() as u64 + w.norm_f.bytes().len() as u64;
     for l in &w.layers {
         let x = &l.mixer;
-        for t in [&l.norm, &x.in_proj, &x.conv_w, &x.x_proj, &x.dt_proj, &x.dt_bias, &x.a, &x.d, &x.out_proj] {
+        for t in [
+            &l.norm,
+            &x.in_proj,
+            &x.conv_w,
+            &x.x_proj,
+            &x.dt_proj,
+            &x.dt_bias,
+            &x.a,
+            &x.d,
+            &x.out_proj,
+        ] {
             b += t.bytes().len() as u64;
         }
     }
@@ -23,13 +33,18 @@ fn weight_bytes(m: &Model) -> u64 {
 fn read_bandwidth(threads: usize) -> f64 {
     let n = 512 << 20;
     let buf: Vec<u64> = (0..n / 8).map(|i| i as u64).collect();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     let mut best = 0.0f64;
     for _ in 0..3 {
         let t = Instant::now();
         let s: u64 = pool.install(|| {
             use rayon::prelude::*;
-            buf.par_chunks(1 << 16).map(|c| c.iter().fold(0u64, |a, &v| a.wrapping_add(v))).reduce(|| 0, |a, b| a.wrapping_add(b))
+            buf.par_chunks(1 << 16)
+                .map(|c| c.iter().fold(0u64, |a, &v| a.wrapping_add(v)))
+                .reduce(|| 0, |a, b| a.wrapping_add(b))
         });
         std::hint::black_box(s);
         best = best.max(n as f64 / t.elapsed().as_secs_f64());
@@ -44,7 +59,11 @@ fn main() {
         std::process::exit(2);
     }
     let bw: Vec<f64> = [1, 2].iter().map(|&t| read_bandwidth(t)).collect();
-    println!("machine read bandwidth: {:.1} GB/s (1 thread), {:.1} GB/s (2 threads)\n", bw[0] / 1e9, bw[1] / 1e9);
+    println!(
+        "machine read bandwidth: {:.1} GB/s (1 thread), {:.1} GB/s (2 threads)\n",
+        bw[0] / 1e9,
+        bw[1] / 1e9
+    );
     println!("| model | dtype | threads | weight MB/token | decode tok/s | GB/s | % of bound | prompt-128 tok/s | batch-8 tok/s | batch/single |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in &files {
