@@ -34,7 +34,7 @@ test: test-rust test-c
 test-rust:
 	$(CARGO) test
 
-test-c: lib
+test-c: examples
 	$(MAKE) -C tests/c CC=$(CC)
 
 # Fails when the committed header differs from what the sources generate.

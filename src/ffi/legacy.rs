@@ -871,24 +871,26 @@ pub unsafe extern "C" fn mamba_legacy_chat(
     let mut user_turn = true;
     let mut next: c_int = 0;
     let mut pos: c_int = 0;
-    let mut line = [0 as c_char; 512];
-    let mut read_line = |guide: &[u8]| -> Vec<u8> {
+    // Two buffers, as in the C code: at end of input read_stdin leaves a
+    // buffer unchanged, so the previous line is used again.
+    let mut sys_buf = [0 as c_char; 512];
+    let mut user_buf = [0 as c_char; 512];
+    let read_line = |guide: &[u8], buf: &mut [c_char; 512]| -> Vec<u8> {
         let g: Vec<u8> = guide.iter().copied().chain([0]).collect();
-        line[0] = 0;
-        read_stdin(g.as_ptr() as *const c_char, line.as_mut_ptr(), line.len());
-        std::ffi::CStr::from_ptr(line.as_ptr()).to_bytes().to_vec()
+        read_stdin(g.as_ptr() as *const c_char, buf.as_mut_ptr(), buf.len());
+        std::ffi::CStr::from_ptr(buf.as_ptr()).to_bytes().to_vec()
     };
     while pos < steps {
         if user_turn {
             if pos == 0 {
                 system_prompt = match &cli_system {
-                    None => read_line(b"Enter system prompt (optional): "),
+                    None => read_line(b"Enter system prompt (optional): ", &mut sys_buf),
                     Some(p) => bounded(p, 512).to_vec(),
                 };
             }
             let user_prompt = match (&cli_user, pos) {
                 (Some(p), 0) => bounded(p, 512).to_vec(),
-                _ => read_line(b"User: "),
+                _ => read_line(b"User: ", &mut user_buf),
             };
             let mut rendered: Vec<u8> = Vec::new();
             if pos == 0 && !system_prompt.is_empty() {
