@@ -7,8 +7,9 @@
  *   legacy_loop <fixtures/lm dir> <tmp dir>
  *
  * Writes <tmp>/tokenizer.bin (one code point per token, see legacy_common.h)
- * and <tmp>/prompt.txt (model B's prompt ids as text). stdout gets three lines:
- * this loop's text, then generate()'s and mamba_legacy_generate()'s; the Makefile compares both with
+ * and <tmp>/prompt.txt (model B's prompt ids as text). stdout gets four lines:
+ * this loop's text, then generate()'s and mamba_legacy_generate()'s, then the
+ * loop again with temperature 0.9, top-p 0.9, seed 42; the Makefile compares both with
  * `./mamba B.bin -z <tmp>/tokenizer.bin -n 63 -t 0 -i "$(cat prompt.txt)"`.
  * The ids are checked against B/prompt.i32 and B/greedy.i32.
  */
@@ -20,6 +21,34 @@
 #include "legacy_common.h"
 
 #define STEPS 63
+
+/* c-project.md §2, written out: returns the ids it printed after the first. */
+static int c_project_loop(Mamba *mamba, Tokenizer *tokenizer, Sampler *sampler, char *prompt, int steps, int *ids) {
+    int *tokens = malloc((strlen(prompt) + 3) * sizeof(int));
+    int n_tokens = 0, n_ids = 0;
+    encode(tokenizer, prompt, 0, 0, tokens, &n_tokens);
+    if (n_tokens > 1) {
+        safe_printf(decode(tokenizer, 0, tokens[0]));
+        fflush(stdout);
+    }
+    int token = tokens[0], next, pos = 0;
+    while (pos < steps) {
+        float *logits = forward(mamba, token);
+        if (pos < n_tokens - 1)
+            next = tokens[pos + 1];
+        else
+            next = sample(sampler, logits);
+        pos++;
+        if (next == 0) break;
+        ids[n_ids++] = next;
+        safe_printf(decode(tokenizer, token, next));
+        fflush(stdout);
+        token = next;
+    }
+    printf("\n");
+    free(tokens);
+    return n_ids;
+}
 
 int main(int argc, char **argv) {
     if (argc < 3) {
@@ -76,27 +105,8 @@ int main(int argc, char **argv) {
     CHECK(strcmp(decode(&tokenizer, 0, 7), expect) == 0);
 
     /* The §2 loop, exactly as the C project's generate() runs it. */
-    encode(&tokenizer, prompt, 0, 0, tokens, &n_tokens);
-    int ids[STEPS], n_ids = 0;
-    if (n_tokens > 1) {
-        safe_printf(decode(&tokenizer, 0, tokens[0]));
-        fflush(stdout);
-    }
-    int token = tokens[0], next, pos = 0;
-    while (pos < STEPS) {
-        float *logits = forward(&mamba, token);
-        if (pos < n_tokens - 1)
-            next = tokens[pos + 1];
-        else
-            next = sample(&sampler, logits);
-        pos++;
-        if (next == 0) break;
-        ids[n_ids++] = next;
-        safe_printf(decode(&tokenizer, token, next));
-        fflush(stdout);
-        token = next;
-    }
-    printf("\n");
+    int ids[STEPS];
+    int n_ids = c_project_loop(&mamba, &tokenizer, &sampler, prompt, STEPS, ids);
     /* Forced prompt[1..], then the greedy continuation. */
     CHECK(n_ids == STEPS);
     int ok = 1;
@@ -114,6 +124,15 @@ int main(int argc, char **argv) {
     /* mamba_legacy_generate: the same function under a name no main overrides. */
     reset_internal_state(&mamba);
     mamba_legacy_generate(&mamba, &tokenizer, &sampler, prompt, STEPS);
+    fflush(stdout);
+
+    /* Sampling (temperature 0.9, top-p 0.9, seed 42): line 4, compared with
+     * ./mamba -t 0.9 -p 0.9 -s 42 by the Makefile. */
+    reset_internal_state(&mamba);
+    Sampler hot;
+    build_sampler(&hot, V, 0.9f, 0.9f, 42ULL);
+    c_project_loop(&mamba, &tokenizer, &hot, prompt, STEPS, ids);
+    free_sampler(&hot);
     fflush(stdout);
 
     /* The library's chat(): one turn from the command line, stdin empty. */
