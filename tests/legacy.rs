@@ -214,3 +214,118 @@ fn modern_api_option_picks_bfloat8() {
         mamba_model_free(m);
     }
 }
+
+/// A tiny v1 file written here: 1 layer, dim 4, d_inner 6, d_conv 3, so the
+/// one-byte tensors leave A, D and the norms at offsets that are not
+/// multiples of 4. Returns (int8 file bytes, scales, the same model as float32).
+fn tiny_v1(dir: &std::path::Path) -> (String, String) {
+    let (l, v, d, di, r, s, k) = (1usize, 8usize, 4usize, 6usize, 1usize, 2usize, 3usize);
+    let mut seed = 12345u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        ((seed >> 11) as f64 / (1u64 << 53) as f64) as f32 * 2.0 - 1.0
+    };
+    let mut header = vec![0u8; 256];
+    let ints = [
+        0x4d61_6d62u32 as i32,
+        1,
+        l as i32,
+        v as i32,
+        d as i32,
+        di as i32,
+        r as i32,
+        s as i32,
+        k as i32,
+        1,
+    ];
+    for (i, x) in ints.iter().enumerate() {
+        header[4 * i..4 * i + 4].copy_from_slice(&x.to_le_bytes());
+    }
+    let f32s = |n: usize, rnd: &mut dyn FnMut() -> f32| (0..n).map(|_| rnd()).collect::<Vec<f32>>();
+    let i8s = |n: usize| {
+        (0..n)
+            .map(|i| ((i * 37 + 11) % 255) as u8 as i8)
+            .collect::<Vec<i8>>()
+    };
+    let quant_sizes = [2 * di * d, di * k, di, (r + 2 * s) * di, di * r, di, d * di];
+    let scales: Vec<f32> = (0..7).map(|i| 0.01 + 0.002 * i as f32).collect();
+    let emb = f32s(v * d, &mut rnd);
+    let a: Vec<f32> = f32s(di * s, &mut rnd)
+        .iter()
+        .map(|x| -x.abs() - 0.1)
+        .collect();
+    let dd = f32s(di, &mut rnd);
+    let norm = f32s(d, &mut rnd);
+    let norm_f = f32s(d, &mut rnd);
+    let q: Vec<Vec<i8>> = quant_sizes.iter().map(|&n| i8s(n)).collect();
+    let (mut qfile, mut ffile) = (header.clone(), header);
+    let put_f = |out: &mut Vec<u8>, xs: &[f32]| {
+        xs.iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()))
+    };
+    put_f(&mut qfile, &emb);
+    put_f(&mut ffile, &emb);
+    for (i, t) in q.iter().enumerate() {
+        if i == 6 {
+            // A and D come between dt_proj bias and out_proj.
+            put_f(&mut qfile, &a);
+            put_f(&mut qfile, &dd);
+            put_f(&mut ffile, &a);
+            put_f(&mut ffile, &dd);
+        }
+        qfile.extend(t.iter().map(|&x| x as u8));
+        let deq: Vec<f32> = t.iter().map(|&x| x as f32 * scales[i]).collect();
+        put_f(&mut ffile, &deq);
+    }
+    for out in [&mut qfile, &mut ffile] {
+        put_f(out, &norm);
+        put_f(out, &norm_f);
+    }
+    let qp = dir.join("tiny.int8.bin");
+    let fp = dir.join("tiny.f32.bin");
+    std::fs::write(&qp, &qfile).unwrap();
+    std::fs::write(&fp, &ffile).unwrap();
+    let mut sc = vec![];
+    put_f(&mut sc, &scales);
+    std::fs::write(dir.join("tiny.int8.bin.scales"), &sc).unwrap();
+    (qp.to_str().unwrap().into(), fp.to_str().unwrap().into())
+}
+
+#[test]
+fn unaligned_f32_tensors_after_one_byte_tensors() {
+    let dir = std::env::temp_dir().join(format!("mamba-legacy-tiny-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (qp, fp) = tiny_v1(&dir);
+    let f = Arc::new(load(&fp, &LoadOptions::default()).unwrap());
+    for copy in [false, true] {
+        let q = Arc::new(
+            load(
+                &qp,
+                &LoadOptions {
+                    copy,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        let (fl, ql) = (&f.weights.layers[0], &q.weights.layers[0]);
+        assert_eq!(ql.mixer.in_proj.dtype, DType::I8);
+        assert_eq!(fl.mixer.a.to_f32_vec(), ql.mixer.a.to_f32_vec());
+        assert_eq!(fl.mixer.d.to_f32_vec(), ql.mixer.d.to_f32_vec());
+        assert_eq!(fl.norm.to_f32_vec(), ql.norm.to_f32_vec());
+        assert_eq!(f.weights.norm_f.to_f32_vec(), q.weights.norm_f.to_f32_vec());
+        let (mut sf, mut sq) = (Session::new(f.clone()), Session::new(q.clone()));
+        for t in [1u32, 5, 7, 0, 3] {
+            let a = sf.forward(t).unwrap().to_vec();
+            let b = sq.forward(t).unwrap();
+            let m = a
+                .iter()
+                .zip(b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(m < 1e-5, "int8 vs its dequantized f32 twin: {m}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
