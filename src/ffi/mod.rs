@@ -125,8 +125,11 @@ pub(crate) enum Kind {
     Tokenizer,
     Sampler,
     /// The C project's API (`Mamba.state`, `Tokenizer.state`, `Sampler.probindex`).
+    #[cfg_attr(not(feature = "legacy"), allow(dead_code))]
     LegacyModel,
+    #[cfg_attr(not(feature = "legacy"), allow(dead_code))]
     LegacyTokenizer,
+    #[cfg_attr(not(feature = "legacy"), allow(dead_code))]
     LegacySampler,
 }
 
