@@ -104,6 +104,7 @@ int main(int argc, char **argv) {
     float temperature = 1.0f, topp = 0.9f, penalty = 1.0f;
     int steps = 256, top_k = 0, threads = 0;
     unsigned long long seed = 0;
+    const char *seed_arg = NULL;
 
     int bfloat8 = 0;
     /* --bfloat8 takes no value: take it out before the -x value pairs. */
@@ -123,7 +124,7 @@ int main(int argc, char **argv) {
         switch (argv[i][1]) {
         case 't': temperature = (float)atof(v); break;
         case 'p': topp = (float)atof(v); break;
-        case 's': seed = strtoull(v, NULL, 10); break;
+        case 's': seed = strtoull(v, NULL, 10); seed_arg = v; break;
         case 'n': steps = atoi(v); break;
         case 'i': prompt = v; break;
         case 'z': tokenizer_path = v; break;
@@ -143,6 +144,9 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "chat") != 0 && strcmp(mode, "generate") != 0) usage();
 
     if (is_v1_file(model_path)) {
+        /* The C project reads the seed with atoi(): an int, sign-extended. */
+        if (seed_arg) seed = (unsigned long long)(long long)(int)strtol(seed_arg, NULL, 10);
+        if (seed == 0) seed = (unsigned long long)(unsigned int)time(NULL);
         run_legacy(model_path, tokenizer_path, prompt, mode, system_prompt, temperature, topp, steps, seed, bfloat8,
                    top_k != 0 || penalty != 1.0f);
         return 0;
