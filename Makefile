@@ -3,6 +3,7 @@
 
 CARGO    ?= cargo
 CC       ?= cc
+OBJCOPY  ?= objcopy
 CFLAGS   ?= -O2 -Wall -Wextra -Werror
 RELEASE  := target/release
 BUILD    := build
@@ -18,6 +19,9 @@ lib:
 	$(CARGO) build --release --lib
 	@mkdir -p $(BUILD)
 	cp $(RELEASE)/libmamba.a $(RELEASE)/libmamba.so $(BUILD)/
+	@# The C project's generate/chat are weak in the archive, so a main that
+	@# defines its own links without a duplicate-symbol error (docs/drop-in.md).
+	$(OBJCOPY) --weaken-symbol=generate --weaken-symbol=chat $(BUILD)/libmamba.a
 
 examples: lib $(addprefix $(BUILD)/,$(EXAMPLES))
 	cp $(BUILD)/mamba ./mamba
@@ -30,7 +34,7 @@ test: test-rust test-c
 test-rust:
 	$(CARGO) test
 
-test-c: lib
+test-c: examples
 	$(MAKE) -C tests/c CC=$(CC)
 
 # Fails when the committed header differs from what the sources generate.

@@ -232,7 +232,7 @@ pub unsafe extern "C" fn mamba_model_load(
         };
         let opts = LoadOptions {
             copy: o.copy_file != 0,
-            ..Default::default()
+            legacy_bfloat8: o.legacy_bfloat8 != 0,
         };
         let model = format::load(path, &opts)?;
         *out = register(
