@@ -83,7 +83,7 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         } else {
             wbuf.resize((r1 - r0) * cols, 0.0);
             for r in r0..r1 {
-                convert::dequant_bytes(
+                simd::convert_row(
                     w.dtype,
                     &bytes[r * rb..(r + 1) * rb],
                     &mut wbuf[(r - r0) * cols..(r - r0 + 1) * cols],
