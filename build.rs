@@ -7,21 +7,12 @@ fn main() {
     let crate_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
     let config =
         cbindgen::Config::from_file(format!("{crate_dir}/cbindgen.toml")).expect("cbindgen.toml");
-    // Only the ffi module defines the C interface; parse just its files so
-    // internal constants elsewhere never leak into the header.
-    let mut builder = cbindgen::Builder::new().with_config(config);
-    let mut files: Vec<_> = std::fs::read_dir(format!("{crate_dir}/src/ffi"))
-        .expect("src/ffi")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-        // legacy.rs is reached through `mod legacy;` in mod.rs; listing it
-        // again would emit its cfg-wrapped structs twice.
-        .filter(|p| !p.ends_with("legacy.rs"))
-        .collect();
-    files.sort();
-    for f in files {
-        builder = builder.with_src(f);
-    }
+    // Only the ffi module defines the C interface: parse src/ffi/mod.rs
+    // (cbindgen follows its `mod` declarations to api.rs, legacy.rs, ...),
+    // so internal constants elsewhere never leak into the header.
+    let builder = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(format!("{crate_dir}/src/ffi/mod.rs"));
     match builder.generate() {
         Ok(bindings) => {
             bindings.write_to_file(format!("{crate_dir}/include/mamba.h"));

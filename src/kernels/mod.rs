@@ -57,12 +57,15 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// Weight rows handled by one task of a matrix-matrix product.
-const GEMM_ROWS: usize = 32;
+const GEMM_ROWS: usize = simd::GEMM_BLOCK_ROWS;
 
 /// Y = X Wᵀ for n input rows: X is n × W.cols, Y is n × W.rows (row-major).
-/// Weight rows are taken in blocks; each block is read (and, when quantized,
-/// converted to f32) once and multiplied with every input row, so the
-/// weights are read once per call instead of once per token.
+///
+/// Weight rows are taken in blocks of [`simd::GEMM_BLOCK_ROWS`] (in parallel
+/// when the product is large); each block is read once — converted to f32
+/// first when quantized — and multiplied with every input row, so the
+/// weights are read once per call instead of once per token. With AVX-512
+/// the inputs are transposed once per call so a register holds 16 of them.
 pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     let (rows, cols) = (w.rows, w.cols);
     assert_eq!(x.len(), n * cols);
@@ -73,7 +76,24 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     let rb = w.row_bytes();
     let bytes = w.bytes();
     let scale = w.scale;
-    let yp = OutPtr(y.as_mut_ptr());
+    let transposed = simd::has_gemm_t();
+    let npad = n.div_ceil(16) * 16;
+    let (xt, mut yt) = if transposed {
+        let mut xt = vec![0.0f32; cols * npad];
+        for t in 0..n {
+            for (k, &v) in x[t * cols..(t + 1) * cols].iter().enumerate() {
+                xt[k * npad + t] = v;
+            }
+        }
+        (xt, vec![0.0f32; rows * npad])
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let yp = OutPtr(if transposed {
+        yt.as_mut_ptr()
+    } else {
+        y.as_mut_ptr()
+    });
     let block = |b: usize, wbuf: &mut Vec<f32>| {
         let yp = yp;
         let r0 = b * GEMM_ROWS;
@@ -91,11 +111,15 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
             }
             wbuf
         };
-        simd::gemm_f32(wf, r1 - r0, x, n, cols, &mut |t, r, v| {
-            // SAFETY: t < n and r0 + r < rows, so the index is inside y;
-            // rows r0..r1 belong to this block alone.
-            unsafe { *yp.0.add(t * rows + r0 + r) = scale * v };
-        });
+        // SAFETY: this block alone writes weight rows r0..r1 of the output
+        // (rows r0..r1 of yt, or columns r0..r1 of y); indices stay in bounds.
+        unsafe {
+            if transposed {
+                simd::gemm_t(wf, r1 - r0, &xt, npad, cols, yp.0.add(r0 * npad), scale);
+            } else {
+                simd::gemm_dots(wf, r1 - r0, x, n, cols, yp.0.add(r0), rows, scale);
+            }
+        }
     };
     let n_blocks = rows.div_ceil(GEMM_ROWS);
     if bytes.len() * n >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 && n_blocks > 1 {
@@ -106,6 +130,13 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         let mut wbuf = Vec::new();
         for b in 0..n_blocks {
             block(b, &mut wbuf);
+        }
+    }
+    if transposed {
+        for r in 0..rows {
+            for t in 0..n {
+                y[t * rows + r] = yt[r * npad + t];
+            }
         }
     }
 }

@@ -83,29 +83,65 @@ pub fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// out(t, r) = Σ_k w[r·k_len + k] · x[t·k_len + k] for r < rows, t < n;
-/// `out` receives (t, r, value). `w` holds `rows` rows, `x` holds `n` rows,
-/// both `k_len` wide.
-#[inline]
-pub fn gemm_f32(
+/// Rows of W one GEMM task handles (a multiple of the micro-kernel's 12).
+pub const GEMM_BLOCK_ROWS: usize = 48;
+
+/// Whether [`gemm_t`] (the transposed-input kernel) is available.
+pub fn has_gemm_t() -> bool {
+    isa() == Isa::Avx512
+}
+
+/// yt[r·npad + t] = scale · Σ_k w[r·k_len + k] · xt[k·npad + t] for r < rows,
+/// t < npad: the products of `rows` weight rows with all inputs at once,
+/// with the inputs transposed (k-major, `npad` = input count rounded up to
+/// 16) so that 16 inputs sit in one register. Micro-kernel: 12 rows × 32
+/// inputs in 24 accumulators, one broadcast weight per row and k, no
+/// horizontal sums; the weights are read in place, row by row.
+///
+/// # Safety
+/// Requires [`has_gemm_t`]; `yt` valid for rows × npad writes that no other
+/// thread touches meanwhile.
+pub unsafe fn gemm_t(
+    w: &[f32],
+    rows: usize,
+    xt: &[f32],
+    npad: usize,
+    k_len: usize,
+    yt: *mut f32,
+    scale: f32,
+) {
+    assert!(npad % 16 == 0 && w.len() >= rows * k_len && xt.len() >= k_len * npad);
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::gemm_t_avx512(w, rows, xt, npad, k_len, yt, scale)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, rows, xt, npad, k_len, yt, scale);
+        unreachable!("gemm_t needs AVX-512")
+    }
+}
+
+/// y[t·ld + r] = scale · Σ_k w[r·k_len + k] · x[t·k_len + k]: the portable
+/// matrix-matrix block (dot products).
+///
+/// # Safety
+/// `y` valid for writes at t·ld + r (t < n, r < rows) that no other thread touches.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_dots(
     w: &[f32],
     rows: usize,
     x: &[f32],
     n: usize,
     k_len: usize,
-    out: &mut dyn FnMut(usize, usize, f32),
+    y: *mut f32,
+    ld: usize,
+    scale: f32,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if isa() == Isa::Avx512 {
-            // SAFETY: avx512f present (checked in `isa`).
-            return unsafe { x86::gemm_avx512(w, rows, x, n, k_len, out) };
-        }
-    }
     for t in 0..n {
         let xt = &x[t * k_len..(t + 1) * k_len];
         for r in 0..rows {
-            out(t, r, dot_f32(&w[r * k_len..(r + 1) * k_len], xt));
+            *y.add(t * ld + r) = scale * dot_f32(&w[r * k_len..(r + 1) * k_len], xt);
         }
     }
 }
@@ -631,62 +667,70 @@ mod x86 {
         }
     }
 
-    /// 4 weight rows × 4 input rows per tile, 16 zmm accumulators.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn gemm_avx512(
+    pub unsafe fn gemm_t_avx512(
         w: &[f32],
         rows: usize,
-        x: &[f32],
-        n: usize,
+        xt: &[f32],
+        npad: usize,
         k: usize,
-        out: &mut dyn FnMut(usize, usize, f32),
+        yt: *mut f32,
+        scale: f32,
     ) {
-        let kv = k / 16 * 16;
-        let tail: __mmask16 = if k % 16 == 0 {
-            0
-        } else {
-            ((1u32 << (k % 16)) - 1) as u16
-        };
-        let mut t0 = 0;
-        while t0 < n {
-            let tn = (n - t0).min(4);
-            let mut r0 = 0;
-            while r0 < rows {
-                let rn = (rows - r0).min(4);
-                let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-                let wp: [*const f32; 4] =
-                    std::array::from_fn(|i| w.as_ptr().add((r0 + i.min(rn - 1)) * k));
-                let xp: [*const f32; 4] =
-                    std::array::from_fn(|j| x.as_ptr().add((t0 + j.min(tn - 1)) * k));
-                let mut kk = 0;
-                while kk < kv {
-                    let wv: [__m512; 4] = std::array::from_fn(|i| _mm512_loadu_ps(wp[i].add(kk)));
-                    for j in 0..4 {
-                        let xv = _mm512_loadu_ps(xp[j].add(kk));
-                        for i in 0..4 {
-                            acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
-                        }
-                    }
-                    kk += 16;
+        let mut r0 = 0;
+        while r0 < rows {
+            let mr = (rows - r0).min(12);
+            let mut t0 = 0;
+            while t0 < npad {
+                if t0 + 32 <= npad {
+                    tile::<2>(w, r0, mr, xt, npad, k, t0, yt, scale);
+                    t0 += 32;
+                } else {
+                    tile::<1>(w, r0, mr, xt, npad, k, t0, yt, scale);
+                    t0 += 16;
                 }
-                if tail != 0 {
-                    let wv: [__m512; 4] =
-                        std::array::from_fn(|i| _mm512_maskz_loadu_ps(tail, wp[i].add(kk)));
-                    for j in 0..4 {
-                        let xv = _mm512_maskz_loadu_ps(tail, xp[j].add(kk));
-                        for i in 0..4 {
-                            acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
-                        }
-                    }
-                }
-                for i in 0..rn {
-                    for j in 0..tn {
-                        out(t0 + j, r0 + i, _mm512_reduce_add_ps(acc[i][j]));
-                    }
-                }
-                r0 += 4;
             }
-            t0 += 4;
+            r0 += 12;
+        }
+    }
+
+    /// 12 rows (clamped to `mr`) × NT·16 inputs.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const NT: usize>(
+        w: &[f32],
+        r0: usize,
+        mr: usize,
+        xt: &[f32],
+        npad: usize,
+        k: usize,
+        t0: usize,
+        yt: *mut f32,
+        scale: f32,
+    ) {
+        let wp: [*const f32; 12] =
+            std::array::from_fn(|i| w.as_ptr().add((r0 + i.min(mr - 1)) * k));
+        let xp = xt.as_ptr().add(t0);
+        let mut acc = [[_mm512_setzero_ps(); NT]; 12];
+        for kk in 0..k {
+            let xv: [__m512; NT] =
+                std::array::from_fn(|j| _mm512_loadu_ps(xp.add(kk * npad + 16 * j)));
+            for i in 0..12 {
+                let wb = _mm512_set1_ps(*wp[i].add(kk));
+                for j in 0..NT {
+                    acc[i][j] = _mm512_fmadd_ps(wb, xv[j], acc[i][j]);
+                }
+            }
+        }
+        let sv = _mm512_set1_ps(scale);
+        for i in 0..mr {
+            for j in 0..NT {
+                _mm512_storeu_ps(
+                    yt.add((r0 + i) * npad + t0 + 16 * j),
+                    _mm512_mul_ps(acc[i][j], sv),
+                );
+            }
         }
     }
 }
@@ -721,20 +765,55 @@ mod tests {
     }
 
     #[test]
-    fn gemm_matches_dots() {
-        for (rows, n, k) in [(1, 1, 5), (5, 3, 17), (8, 9, 64), (13, 6, 100)] {
+    fn gemm_kernels_match_dots() {
+        for (rows, n, k) in [
+            (1, 1, 5),
+            (5, 3, 17),
+            (8, 9, 64),
+            (13, 6, 100),
+            (48, 7, 48),
+            (25, 40, 33),
+        ] {
             let w = data(rows * k, 3);
             let x = data(n * k, 4);
-            let mut got = vec![f32::NAN; rows * n];
-            gemm_f32(&w, rows, &x, n, k, &mut |t, r, v| got[t * rows + r] = v);
+            let want = |t: usize, r: usize| {
+                0.5 * dot_portable(&w[r * k..(r + 1) * k], &x[t * k..(t + 1) * k])
+            };
+            let ld = rows + 3;
+            let mut got = vec![f32::NAN; n * ld];
+            // SAFETY: got has n × ld elements.
+            unsafe { gemm_dots(&w, rows, &x, n, k, got.as_mut_ptr(), ld, 0.5) };
             for t in 0..n {
                 for r in 0..rows {
-                    let want = dot_portable(&w[r * k..(r + 1) * k], &x[t * k..(t + 1) * k]);
                     assert!(
-                        (got[t * rows + r] - want).abs() < 1e-5,
+                        (got[t * ld + r] - want(t, r)).abs() < 1e-5,
                         "{rows}x{n}x{k} at {t},{r}"
                     );
                 }
+            }
+            if has_gemm_t() {
+                let npad = n.div_ceil(16) * 16;
+                let mut xt = vec![0.0; k * npad];
+                for t in 0..n {
+                    for kk in 0..k {
+                        xt[kk * npad + t] = x[t * k + kk];
+                    }
+                }
+                let mut yt = vec![f32::NAN; rows * npad + 5];
+                // SAFETY: yt has rows × npad elements (+ a guard tail).
+                unsafe { gemm_t(&w, rows, &xt, npad, k, yt.as_mut_ptr(), 0.5) };
+                for t in 0..n {
+                    for r in 0..rows {
+                        assert!(
+                            (yt[r * npad + t] - want(t, r)).abs() < 1e-5,
+                            "gemm_t {rows}x{n}x{k} at {t},{r}"
+                        );
+                    }
+                }
+                assert!(
+                    yt[rows * npad..].iter().all(|v| v.is_nan()),
+                    "wrote past the block"
+                );
             }
         }
     }
