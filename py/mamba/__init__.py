@@ -13,6 +13,7 @@ How the shared library is found: see ``mamba._lib``.
 """
 
 import codecs
+import contextlib
 import ctypes
 import dataclasses
 import os
@@ -519,10 +520,19 @@ class Session(_Handle):
                              "the session is generating: exhaust or close() the generator first")
         return self._handle()
 
+    @contextlib.contextmanager
+    def _use(self):
+        """The handle, with the session's lock held. Refuses (rather than
+        waits) while a generation is open: its thread holds the lock."""
+        self._idle()
+        with self._lock:
+            yield self._idle()
+
     def close(self):
         ch = getattr(self, "_active", None)
-        if ch is not None:
+        if ch is not None:  # stop a running generation first
             ch.cancel()
+            self._active = None
         lock = getattr(self, "_lock", None)
         if lock is None:
             return super().close()
@@ -533,20 +543,20 @@ class Session(_Handle):
     def position(self):
         """Tokens consumed since the session was made or reset."""
         n = ctypes.c_uint64()
-        with self._lock:
-            _check(L.lib().mamba_session_position(self._idle(), ctypes.byref(n)))
+        with self._use() as h:
+            _check(L.lib().mamba_session_position(h, ctypes.byref(n)))
         return int(n.value)
 
     def reset(self):
-        with self._lock:
-            _check(L.lib().mamba_session_reset(self._idle()))
+        with self._use() as h:
+            _check(L.lib().mamba_session_reset(h))
 
     def forward(self, token, logits=True):
         """Feeds one token; returns the next-token logits (n_logits floats),
         or None with logits=False."""
         buf, ptr = _float_array(self.n_logits) if logits else (None, None)
-        with self._lock:
-            _check(L.lib().mamba_forward(self._idle(), int(token), ptr, self.n_logits if logits else 0))
+        with self._use() as h:
+            _check(L.lib().mamba_forward(h, int(token), ptr, self.n_logits if logits else 0))
         return _out_floats(buf) if logits else None
 
     def forward_tokens(self, tokens, logits=True):
@@ -554,8 +564,8 @@ class Session(_Handle):
         the last one, or None with logits=False."""
         keep, tp, n = _as_tokens(tokens)
         buf, ptr = _float_array(self.n_logits) if logits else (None, None)
-        with self._lock:
-            _check(L.lib().mamba_forward_tokens(self._idle(), tp, n, ptr, self.n_logits if logits else 0))
+        with self._use() as h:
+            _check(L.lib().mamba_forward_tokens(h, tp, n, ptr, self.n_logits if logits else 0))
         return _out_floats(buf) if logits else None
 
     @property
@@ -563,8 +573,8 @@ class Session(_Handle):
         """A copy of the session's last logits."""
         ptr = L.c_float_p()
         n = ctypes.c_size_t()
-        with self._lock:
-            _check(L.lib().mamba_session_logits(self._idle(), ctypes.byref(ptr), ctypes.byref(n)))
+        with self._use() as h:
+            _check(L.lib().mamba_session_logits(h, ctypes.byref(ptr), ctypes.byref(n)))
             if _np is not None:
                 return _np.ctypeslib.as_array(ptr, shape=(n.value,)).copy()
             return ptr[:n.value]
@@ -573,8 +583,7 @@ class Session(_Handle):
         """The session's state as a self-describing blob (bytes)."""
         size = ctypes.c_size_t()
         written = ctypes.c_size_t()
-        with self._lock:
-            h = self._idle()
+        with self._use() as h:
             _check(L.lib().mamba_state_size(h, ctypes.byref(size)))
             buf = ctypes.create_string_buffer(max(size.value, 1))
             _check(L.lib().mamba_state_get(h, buf, size.value, ctypes.byref(written)))
@@ -584,8 +593,8 @@ class Session(_Handle):
         """Restores a blob from get_state() (same model shape); on error the
         session is unchanged."""
         data = bytes(state)
-        with self._lock:
-            _check(L.lib().mamba_state_set(self._idle(), data, len(data)))
+        with self._use() as h:
+            _check(L.lib().mamba_state_set(h, data, len(data)))
 
     def generate(self, prompt, max_tokens=None, temperature=None, top_p=None, top_k=None,
                  repeat_penalty=None, repeat_last_n=None, seed=None, tokenizer=None,
