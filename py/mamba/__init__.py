@@ -25,12 +25,16 @@ from . import _lib as L
 __all__ = [
     "MambaError", "Model", "ModelInfo", "Session", "Tokenizer", "Sampler", "Generation",
     "GenerateStats", "Classification", "version", "set_num_threads", "get_num_threads",
-    "use_numpy", "has_classify", "library_path",
+    "use_numpy", "has_classify", "library_path", "read_idx",
 ]
 __version__ = "0.1.0"
 
 MODEL_LANGUAGE = L.MODEL_LANGUAGE
 MODEL_CLASSIFIER = L.MODEL_CLASSIFIER
+INPUT_NONE = L.INPUT_NONE
+INPUT_FEATURES = L.INPUT_FEATURES
+INPUT_IMAGE = L.INPUT_IMAGE
+INPUT_AUDIO = L.INPUT_AUDIO
 
 if os.environ.get("MAMBA_NO_NUMPY", "") not in ("", "0"):
     _np = None
@@ -139,10 +143,40 @@ def get_num_threads():
     return int(L.lib().mamba_get_num_threads())
 
 
+_CLASSIFY_FUNCTIONS = ("mamba_classify_features", "mamba_classify_images", "mamba_classify_audio_f32",
+                       "mamba_classify_audio_i16", "mamba_classify_wav", "mamba_model_class_label")
+
+
 def has_classify():
     """Whether the loaded library has the classifier functions."""
-    return all(L.optional(n) is not None
-               for n in ("mamba_classify_features", "mamba_classify_audio", "mamba_classify_wav"))
+    return all(L.optional(n) is not None for n in _CLASSIFY_FUNCTIONS)
+
+
+def _optional_fn(name):
+    fn = L.optional(name)
+    if fn is None:
+        raise MambaError(
+            L.ERR_UNSUPPORTED,
+            "the loaded libmamba (%s, version %s) has no %s; it predates the classifier API"
+            % (library_path(), version(), name))
+    return fn
+
+
+def read_idx(path):
+    """Reads an IDX file of unsigned bytes (MNIST images or labels, plain
+    or gzip). Returns (shape, data): a tuple of dimensions and the bytes."""
+    fn = _optional_fn("mamba_read_idx")
+    p = _fspath(path)
+    dims = (ctypes.c_uint32 * 8)()
+    nd = ctypes.c_uint32()
+    _check(fn(p, dims, 8, ctypes.byref(nd), None, 0))
+    shape = tuple(int(d) for d in dims[:nd.value])
+    total = 1
+    for d in shape:
+        total *= d
+    buf = ctypes.create_string_buffer(max(total, 1))
+    _check(fn(p, dims, 8, ctypes.byref(nd), buf, total))
+    return shape, buf.raw[:total]
 
 
 def _fspath(path):
@@ -236,6 +270,12 @@ class ModelInfo:
     n_logits: int  # logits per position (>= vocab_size)
     has_tokenizer: bool
     file_bytes: int
+    # Classifiers (0 for a language model, or a library without classifiers):
+    n_classes: int = 0
+    input_kind: int = 0  # INPUT_NONE, INPUT_FEATURES, INPUT_IMAGE or INPUT_AUDIO
+    input_width: int = 0  # features per frame (pixels per image)
+    input_frames: int = 0  # frames per item the model needs (0 = any)
+    sample_rate: int = 0  # audio classifiers: Hz
 
     @property
     def kind_name(self):
@@ -245,8 +285,9 @@ class ModelInfo:
 @dataclasses.dataclass(frozen=True)
 class Classification:
     index: int  # the most likely class
-    label: object  # its label (str), or None when the model has no labels
+    label: str  # its label ("yes", "7", ...)
     probs: object  # probability per class (NumPy array or list)
+    logits: object = None  # per class, where the C function reports them (features)
 
 
 class Model(_Handle):
@@ -275,7 +316,9 @@ class Model(_Handle):
         self.info = ModelInfo(
             kind=int(i.kind), n_layers=i.n_layers, d_model=i.d_model, d_inner=i.d_inner,
             d_state=i.d_state, d_conv=i.d_conv, dt_rank=i.dt_rank, vocab_size=i.vocab_size,
-            n_logits=i.n_logits, has_tokenizer=bool(i.has_tokenizer), file_bytes=i.file_bytes)
+            n_logits=i.n_logits, has_tokenizer=bool(i.has_tokenizer), file_bytes=i.file_bytes,
+            n_classes=i.n_classes, input_kind=int(i.input_kind), input_width=i.input_width,
+            input_frames=i.input_frames, sample_rate=i.sample_rate)
 
     def __repr__(self):
         return "<mamba.Model %r %s>" % (self.path, "closed" if self.closed else self.info.kind_name)
@@ -300,76 +343,159 @@ class Model(_Handle):
         return Session(self)
 
     # -- classifiers. The C functions are newer than the rest of the API;
-    # they are looked up when first used (see _lib.OPTIONAL_PROTOTYPES).
-
-    def _classify_fn(self, name):
-        fn = L.optional(name)
-        if fn is None:
-            raise MambaError(
-                L.ERR_UNSUPPORTED,
-                "the loaded libmamba (%s, version %s) has no %s; it predates the classifier API"
-                % (library_path(), version(), name))
-        return fn
+    # they are looked up when first used (see _lib.OPTIONAL_PROTOTYPES), and
+    # a library without them raises MambaError(ERR_UNSUPPORTED).
 
     @property
     def num_classes(self):
-        fn = L.optional("mamba_model_num_classes")
-        if fn is None:
-            return self.info.n_logits
-        n = ctypes.c_uint32()
-        _check(fn(self._handle(), ctypes.byref(n)))
-        return int(n.value)
+        return self.info.n_classes
 
     def class_label(self, index):
-        """The label of class `index`, or None when the model has none."""
-        fn = L.optional("mamba_model_class_label")
-        if fn is None:
-            return None
-        return _read_bytes(lambda buf, cap, n: fn(self._handle(), int(index), buf, cap, n)).decode(
-            "utf-8", "replace")
+        """The label of class `index` ("down", "7", ...)."""
+        fn = _optional_fn("mamba_model_class_label")
+        label = fn(self._handle(), int(index))
+        if label is None:
+            _check(L.ERR_INVALID_ARGUMENT)
+        return label.decode("utf-8", "replace")
 
     @property
     def labels(self):
+        """Every class's label, by index."""
         return [self.class_label(i) for i in range(self.num_classes)]
 
-    def _classification(self, call):
-        n = self.num_classes
-        probs, probs_p = _float_array(n)
-        cls = ctypes.c_int32()
-        _check(call(ctypes.byref(cls), probs_p, n))
-        return Classification(int(cls.value), self.class_label(cls.value), _out_floats(probs))
+    def _result(self, index, probs, logits=None):
+        return Classification(int(index), self.class_label(index), _out_floats(probs),
+                              None if logits is None else _out_floats(logits))
 
-    def classify_features(self, features, n_features=None):
-        """Classifies a feature matrix: frames x features (a 2-D NumPy array
-        or a list of rows; or a flat sequence with n_features given)."""
-        fn = self._classify_fn("mamba_classify_features")
-        if n_features is None:
-            if _np_available is not None and isinstance(features, _np_available.ndarray):
-                if features.ndim != 2:
-                    raise ValueError("features must be 2-D (frames x features) or give n_features")
-                n_features = features.shape[1]
-            else:
-                features = list(features)
-                n_features = len(features[0]) if features else 0
-                features = [x for row in features for x in row]
-        keep, ptr, count = _as_floats(features)
-        if n_features <= 0 or count % n_features:
-            raise ValueError("%d values are not a whole number of %s-feature frames" % (count, n_features))
+    def _classify_one(self, name, *args):
+        fn = _optional_fn(name)
         h = self._handle()
-        return self._classification(lambda c, p, n: fn(h, ptr, count // n_features, n_features, c, p, n))
+        nc = self.num_classes
+        probs, probs_p = _float_array(nc)
+        cls = ctypes.c_int32(-1)
+        _check(fn(h, *(args + (ctypes.byref(cls), probs_p))))
+        return self._result(cls.value, probs)
 
-    def classify_audio(self, samples, sample_rate=16000):
-        """Classifies mono audio samples (floats in [-1, 1])."""
-        fn = self._classify_fn("mamba_classify_audio")
-        keep, ptr, count = _as_floats(samples)
-        h = self._handle()
-        return self._classification(lambda c, p, n: fn(h, ptr, count, int(sample_rate), c, p, n))
+    def classify_features(self, features, lengths=None):
+        """Classifies frames of features (input_width each): a 2-D
+        frames x features array or list of rows gives one Classification; a
+        3-D items x frames x features one gives a list (with `lengths`, the
+        valid frames of each item; the rest is padding). For an audio model
+        the features are those of audio_features()."""
+        fn = _optional_fn("mamba_classify_features")
+        width = self.info.input_width
+        batch, n_items, n_frames, flat = _frames(features, width)
+        keep, ptr, count = _as_floats(flat)
+        if lengths is not None:
+            if len(lengths) != n_items:
+                raise ValueError("%d lengths for %d items" % (len(lengths), n_items))
+            lkeep, lptr, _ = _as_tokens(lengths)
+        else:
+            lptr = None
+        nc = self.num_classes
+        classes = (ctypes.c_int32 * n_items)()
+        probs, probs_p = _float_array(n_items * nc)
+        logits, logits_p = _float_array(n_items * nc)
+        _check(fn(self._handle(), ptr, n_items, n_frames, lptr, classes, probs_p, logits_p))
+        out = [self._result(classes[i], probs[i * nc:(i + 1) * nc], logits[i * nc:(i + 1) * nc])
+               for i in range(n_items)]
+        return out if batch else out[0]
+
+    def classify_images(self, pixels):
+        """Classifies images of input_width bytes (0..255) each: one image
+        (bytes, or a flat sequence) gives a Classification; several (a 2-D
+        array or a list of images) a list."""
+        fn = _optional_fn("mamba_classify_images")
+        width = self.info.input_width
+        if _np_available is not None and isinstance(pixels, _np_available.ndarray):
+            batch = pixels.ndim > 1 and not (pixels.ndim == 2 and pixels.size == width)
+            data = _np_available.ascontiguousarray(pixels, dtype=_np_available.uint8).tobytes()
+        elif isinstance(pixels, (bytes, bytearray, memoryview)):
+            batch, data = False, bytes(pixels)
+        else:
+            pixels = list(pixels)
+            batch = bool(pixels) and not isinstance(pixels[0], int)
+            data = b"".join(bytes(bytearray(row)) for row in pixels) if batch else bytes(bytearray(pixels))
+        if width == 0 or not data or len(data) % width:
+            raise ValueError("%d bytes are not whole images of %d pixels" % (len(data), width))
+        n = len(data) // width
+        batch = batch or n > 1
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        nc = self.num_classes
+        classes = (ctypes.c_int32 * n)()
+        probs, probs_p = _float_array(n * nc)
+        _check(fn(self._handle(), buf, n, classes, probs_p))
+        out = [self._result(classes[i], probs[i * nc:(i + 1) * nc]) for i in range(n)]
+        return out if batch else out[0]
+
+    def classify_audio(self, samples, sample_rate=None):
+        """Classifies one mono clip: floats in [-1, 1], or a NumPy int16
+        array / array.array("h") of 16-bit samples. sample_rate defaults to
+        the model's."""
+        rate = int(sample_rate if sample_rate is not None else (self.info.sample_rate or 16000))
+        i16 = None
+        if _np_available is not None and isinstance(samples, _np_available.ndarray) \
+                and samples.dtype == _np_available.int16:
+            i16 = _np_available.ascontiguousarray(samples).reshape(-1)
+            return self._classify_one("mamba_classify_audio_i16", i16.ctypes.data_as(L.c_int16_p),
+                                      i16.size, rate)
+        if getattr(samples, "typecode", None) == "h":
+            i16 = (ctypes.c_int16 * len(samples))(*samples)
+            return self._classify_one("mamba_classify_audio_i16", i16, len(samples), rate)
+        keep, ptr, n = _as_floats(samples)
+        return self._classify_one("mamba_classify_audio_f32", ptr, n, rate)
 
     def classify_wav(self, path):
-        """Classifies a WAV file."""
-        fn = self._classify_fn("mamba_classify_wav")
-        h = self._handle()
-        return self._classification(lambda c, p, n: fn(h, _fspath(path), c, p, n))
+        """Classifies a WAV file (mono PCM 16-bit or float at the model's rate)."""
+        return self._classify_one("mamba_classify_wav", _fspath(path))
+
+    def audio_features(self, samples, sample_rate=None):
+        """The model input for one clip (what classify_audio computes):
+        input_frames x input_width floats, as a 2-D NumPy array or a list of
+        rows. Pass it to classify_features."""
+        fn = _optional_fn("mamba_audio_features")
+        info = self.info
+        rate = int(sample_rate if sample_rate is not None else (info.sample_rate or 16000))
+        if info.input_frames == 0 or info.input_width == 0:
+            raise MambaError(L.ERR_UNSUPPORTED, "the model has no fixed audio clip length")
+        keep, ptr, n = _as_floats(samples)
+        total = info.input_frames * info.input_width
+        out, out_p = _float_array(total)
+        _check(fn(self._handle(), ptr, n, rate, out_p, total))
+        if _np is not None:
+            return out.reshape(info.input_frames, info.input_width)
+        w = info.input_width
+        return [list(out[i * w:(i + 1) * w]) for i in range(info.input_frames)]
+
+
+def _frames(features, width):
+    """(batch?, n_items, n_frames, flat floats) of a 2-D or 3-D input."""
+    if _np_available is not None and isinstance(features, _np_available.ndarray):
+        a = features
+        if a.ndim == 2:
+            a = a[None]
+            batch = False
+        elif a.ndim == 3:
+            batch = True
+        else:
+            raise ValueError("features must be 2-D (frames x features) or 3-D (items x frames x features)")
+        if a.shape[2] != width:
+            raise ValueError("%d features per frame; the model takes %d" % (a.shape[2], width))
+        return batch, a.shape[0], a.shape[1], a
+    rows = list(features)
+    batch = bool(rows) and bool(len(rows[0])) and not isinstance(rows[0][0], (int, float))
+    items = [list(r) for r in rows] if batch else [rows]
+    n_frames = len(items[0]) if items else 0
+    flat = []
+    for item in items:
+        if len(item) != n_frames:
+            raise ValueError("every item needs the same number of frames (pad and pass lengths)")
+        for frame in item:
+            frame = list(frame)
+            if len(frame) != width:
+                raise ValueError("%d features per frame; the model takes %d" % (len(frame), width))
+            flat.extend(frame)
+    return batch, len(items), n_frames, flat
 
 
 def _read_bytes(call, cap=64):

@@ -55,7 +55,24 @@ class ModelInfo(ctypes.Structure):
         ("n_logits", ctypes.c_uint32),
         ("has_tokenizer", ctypes.c_int32),
         ("file_bytes", ctypes.c_uint64),
+        # Added with the classifier API; a library without it leaves them 0
+        # (the "not a classifier" values).
+        ("n_classes", ctypes.c_uint32),
+        ("input_kind", ctypes.c_int),
+        ("input_width", ctypes.c_uint32),
+        ("input_frames", ctypes.c_uint32),
+        ("sample_rate", ctypes.c_uint32),
+        # Room for fields a newer library may append, so that it never
+        # writes past this struct.
+        ("_reserved", ctypes.c_uint8 * 256),
     ]
+
+
+# mamba_input_kind
+INPUT_NONE = 0
+INPUT_FEATURES = 1
+INPUT_IMAGE = 2
+INPUT_AUDIO = 3
 
 
 class SamplerParams(ctypes.Structure):
@@ -138,26 +155,29 @@ PROTOTYPES = {
 }
 
 # The classifier family is newer than the rest of the API: these are set up
-# only when the loaded library exports them (see optional()). Signatures as
-# planned for include/mamba.h; adjust here when the header settles.
-#
-#   mamba_classify_features(model, const float *features, size_t n_frames,
-#       size_t n_features, int32_t *class_out, float *probs, size_t probs_len)
-#   mamba_classify_audio(model, const float *samples, size_t n_samples,
-#       uint32_t sample_rate, int32_t *class_out, float *probs, size_t probs_len)
-#   mamba_classify_wav(model, const char *path, int32_t *class_out,
-#       float *probs, size_t probs_len)
-#   mamba_model_num_classes(model, uint32_t *out)
-#   mamba_model_class_label(model, int32_t index, char *buf, size_t cap,
-#       size_t *len)
+# only when the loaded library exports them (see optional()).
+c_uint8_p = ctypes.POINTER(ctypes.c_uint8)
+c_int16_p = ctypes.POINTER(ctypes.c_int16)
+c_uint32_p = ctypes.POINTER(ctypes.c_uint32)
 OPTIONAL_PROTOTYPES = {
+    # (model, features, n_items, n_frames, lengths, classes, probs, logits)
     "mamba_classify_features": (
-        S, [P, c_float_p, ctypes.c_size_t, ctypes.c_size_t, c_int32_p, c_float_p, ctypes.c_size_t]),
-    "mamba_classify_audio": (
-        S, [P, c_float_p, ctypes.c_size_t, ctypes.c_uint32, c_int32_p, c_float_p, ctypes.c_size_t]),
-    "mamba_classify_wav": (S, [P, ctypes.c_char_p, c_int32_p, c_float_p, ctypes.c_size_t]),
-    "mamba_model_num_classes": (S, [P, ctypes.POINTER(ctypes.c_uint32)]),
-    "mamba_model_class_label": (S, [P, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]),
+        S, [P, c_float_p, ctypes.c_size_t, ctypes.c_size_t, c_int32_p, c_int32_p, c_float_p, c_float_p]),
+    # (model, pixels, n_images, classes, probs)
+    "mamba_classify_images": (S, [P, c_uint8_p, ctypes.c_size_t, c_int32_p, c_float_p]),
+    # (model, samples, n_samples, sample_rate, class_index, probs)
+    "mamba_classify_audio_f32": (S, [P, c_float_p, ctypes.c_size_t, ctypes.c_int32, c_int32_p, c_float_p]),
+    "mamba_classify_audio_i16": (S, [P, c_int16_p, ctypes.c_size_t, ctypes.c_int32, c_int32_p, c_float_p]),
+    # (model, path, class_index, probs)
+    "mamba_classify_wav": (S, [P, ctypes.c_char_p, c_int32_p, c_float_p]),
+    # (model, samples, n_samples, sample_rate, out, out_len)
+    "mamba_audio_features": (
+        S, [P, c_float_p, ctypes.c_size_t, ctypes.c_int32, c_float_p, ctypes.c_size_t]),
+    # (model, index) -> label or NULL
+    "mamba_model_class_label": (ctypes.c_char_p, [P, ctypes.c_int32]),
+    # (path, dims, dims_len, n_dims, data, data_len)
+    "mamba_read_idx": (
+        S, [ctypes.c_char_p, c_uint32_p, ctypes.c_size_t, c_uint32_p, ctypes.c_void_p, ctypes.c_size_t]),
 }
 
 _LIB_NAME = "libmamba.so" if sys.platform.startswith("linux") else (

@@ -483,27 +483,151 @@ class TestGenerate(Base):
                 self.gen(model, "a\0b")
 
 
+CLASSIFIER = os.path.join(ROOT, "tests", "fixtures", "classifier")
+KWS_WAV = os.path.join(ROOT, "..", "shared", "data", "kws", "wav")  # optional data, as tests/c
+
+
+def tone_i16(n=16000, rate=16000, hz=440.0, amp=8000.0):
+    import math
+    return array.array("h", [int(amp * math.sin(2.0 * math.pi * hz * i / rate)) for i in range(n)])
+
+
 class TestClassify(Base):
     def test_missing_symbols_raise_clearly(self):
         if mamba.has_classify():
             self.skipTest("this libmamba has the classifier API")
         with mamba.Model(fixture("B.bin")) as model:
+            self.assertEqual(model.info.n_classes, 0)
             for call in (lambda: model.classify_features([[0.0] * 4]),
                          lambda: model.classify_audio([0.0] * 160),
-                         lambda: model.classify_wav("x.wav")):
+                         lambda: model.classify_wav("x.wav"),
+                         lambda: model.class_label(0)):
                 with self.assertRaises(mamba.MambaError) as cm:
                     call()
                 self.assertEqual(cm.exception.status, mamba.MambaError.ERR_UNSUPPORTED)
-                self.assertIn("mamba_classify_", cm.exception.message)
+                self.assertIn("mamba_", cm.exception.message)
 
-    @unittest.skipUnless(mamba.has_classify(), "this libmamba lacks the classifier API (mamba_classify_*)")
-    def test_classify(self):
-        # TODO(lead): load the real keyword spotter and a WAV fixture here.
-        # Skeleton: a language model is not a classifier, so classifying with
-        # one must fail with a message rather than crash.
-        with mamba.Model(fixture("B.bin")) as model:
+
+@unittest.skipUnless(mamba.has_classify(), "this libmamba lacks the classifier API (mamba_classify_*)")
+class TestClassifyKws(Base):
+    """The real keyword spotter (tests/fixtures/classifier/kws.gguf)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.model = mamba.Model(os.path.join(CLASSIFIER, "kws.gguf"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.model.close()
+        super().tearDownClass()
+
+    def test_info_and_labels(self):
+        info = self.model.info
+        self.assertEqual(info.kind, mamba.MODEL_CLASSIFIER)
+        self.assertEqual(info.kind_name, "classifier")
+        self.assertEqual(info.input_kind, mamba.INPUT_AUDIO)
+        self.assertEqual((info.sample_rate, info.input_width, info.input_frames), (16000, 69, 135))
+        labels = self.model.labels
+        self.assertEqual(len(labels), info.n_classes)
+        self.assertEqual(labels[0], "down")
+        self.assertIn("yes", labels)
+        with self.assertRaises(mamba.MambaError) as cm:
+            self.model.class_label(info.n_classes)
+        self.assertIn(str(info.n_classes), cm.exception.message)
+
+    def test_samples_features_and_wav_agree(self):
+        m = self.model
+        s16 = tone_i16()
+        f32 = [v / 32768.0 for v in s16]
+        a = m.classify_audio(s16)  # array("h"): the int16 entry point
+        b = m.classify_audio(f32)
+        feats = m.audio_features(f32)
+        self.assertEqual(len(feats), 135)
+        self.assertEqual(len(feats[0]), 69)
+        c = m.classify_features(feats)
+        self.assertEqual(a.index, b.index)
+        self.assertEqual(b.index, c.index)
+        self.assertEqual(a.label, m.class_label(a.index))
+        self.assertEqual(len(a.probs), m.info.n_classes)
+        self.assertAlmostEqual(sum(float(p) for p in a.probs), 1.0, places=4)
+        self.assertLess(max_abs_diff(a.probs, b.probs), 1e-6)
+        self.assertEqual(len(c.logits), m.info.n_classes)
+        if numpy is not None:
+            d = m.classify_audio(numpy.array(s16, dtype=numpy.int16))
+            self.assertEqual(d.index, a.index)
+            self.assertIsInstance(d.probs, numpy.ndarray)
+        # A batch of two items, the second shorter (padding ignored).
+        batch = m.classify_features([feats, feats], lengths=[135, 135])
+        self.assertEqual([r.index for r in batch], [c.index, c.index])
+
+        # The same clip as a WAV file.
+        import wave
+        path = os.path.join(self.tmp.name, "tone.wav")
+        w = wave.open(path, "wb")
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        data = array.array("h", s16)
+        if sys.byteorder != "little":
+            data.byteswap()
+        w.writeframes(data.tobytes())
+        w.close()
+        e = m.classify_wav(path)
+        self.assertEqual(e.index, a.index)
+        self.assertLess(max_abs_diff(e.probs, a.probs), 1e-6)
+
+    def test_errors(self):
+        m = self.model
+        missing = os.path.join(self.tmp.name, "missing.wav")
+        with self.assertRaises(mamba.MambaError) as cm:
+            m.classify_wav(missing)
+        self.assertEqual(cm.exception.status, mamba.MambaError.ERR_IO)
+        self.assertIn("missing.wav", cm.exception.message)
+        with self.assertRaises(mamba.MambaError) as cm:
+            m.classify_audio([0.0] * 16000, sample_rate=44100)
+        self.assertEqual(cm.exception.status, mamba.MambaError.ERR_UNSUPPORTED)
+        with self.assertRaises(ValueError):
+            m.classify_features([[0.0] * 10])
+        with mamba.Model(fixture("B.bin")) as lm:
+            with self.assertRaises(mamba.MambaError) as cm:
+                lm.classify_audio([0.0] * 16000, sample_rate=16000)
+            self.assertIn("not a classifier", cm.exception.message)
+
+    def test_recorded_keywords(self):
+        ref = os.path.join(CLASSIFIER, "kws_ref_pred.txt")
+        if not os.path.isdir(KWS_WAV):
+            self.skipTest("KWS recordings not found at " + KWS_WAV)
+        n = agree = correct = 0
+        with open(ref) as f:
+            for line in f:
+                rel, want = line.split()
+                got = self.model.classify_wav(os.path.join(KWS_WAV, rel))
+                n += 1
+                agree += got.index == int(want)
+                correct += rel.split("/")[0] == got.label
+        self.assertEqual(n, 100)
+        self.assertGreaterEqual(agree, 99)
+        self.assertGreaterEqual(correct, 97)
+
+
+@unittest.skipUnless(mamba.has_classify(), "this libmamba lacks the classifier API (mamba_classify_*)")
+class TestClassifyImages(Base):
+    def test_mnist_model(self):
+        with mamba.Model(os.path.join(CLASSIFIER, "mnist.gguf")) as m:
+            self.assertEqual(m.info.input_kind, mamba.INPUT_IMAGE)
+            self.assertEqual(m.info.input_width, 784)
+            self.assertEqual(m.class_label(7), "7")
+            one = m.classify_images(bytes(784))
+            self.assertIsInstance(one, mamba.Classification)
+            two = m.classify_images([bytes(784), bytes([255]) * 784])
+            self.assertEqual(len(two), 2)
+            self.assertEqual(two[0].index, one.index)
+            self.assertLess(max_abs_diff(two[0].probs, one.probs), 1e-6)
+            with self.assertRaises(ValueError):
+                m.classify_images(bytes(100))
             with self.assertRaises(mamba.MambaError):
-                model.classify_wav(fixture("no_such.wav"))
+                m.classify_wav(os.path.join(self.tmp.name, "x.wav"))
 
 
 if __name__ == "__main__":
