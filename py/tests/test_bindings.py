@@ -485,6 +485,7 @@ class TestGenerate(Base):
 
 CLASSIFIER = os.path.join(ROOT, "tests", "fixtures", "classifier")
 KWS_WAV = os.path.join(ROOT, "..", "shared", "data", "kws", "wav")  # optional data, as tests/c
+MNIST_IMAGES = os.path.join(ROOT, "..", "shared", "data", "mnist", "t10k-images-idx3-ubyte.gz")
 
 
 def tone_i16(n=16000, rate=16000, hz=440.0, amp=8000.0):
@@ -628,6 +629,19 @@ class TestClassifyImages(Base):
                 m.classify_images(bytes(100))
             with self.assertRaises(mamba.MambaError):
                 m.classify_wav(os.path.join(self.tmp.name, "x.wav"))
+
+    def test_mnist_images_match_reference(self):
+        if not os.path.exists(MNIST_IMAGES):
+            self.skipTest("MNIST test images not found at " + MNIST_IMAGES)
+        shape, data = mamba.read_idx(MNIST_IMAGES)
+        self.assertEqual(shape, (10000, 28, 28))
+        with open(os.path.join(CLASSIFIER, "mnist_ref_pred.u8"), "rb") as f:
+            ref = f.read()
+        n = 500
+        with mamba.Model(os.path.join(CLASSIFIER, "mnist.gguf")) as m:
+            got = m.classify_images(data[:n * 784])
+        agree = sum(r.index == ref[i] for i, r in enumerate(got))
+        self.assertGreaterEqual(agree, n - 1)
 
 
 if __name__ == "__main__":
