@@ -67,11 +67,14 @@ def meta(name):
     return out
 
 
-def write_tokenizer(path):
+def write_tokenizer(path, non_ascii=False):
     """The tokenizer.bin of tests/c/test_api.c: end-of-text, the 127 ASCII
-    bytes, and a few merges (137 tokens, fewer than any fixture's vocab)."""
+    bytes, and a few merges (137 tokens, fewer than any fixture's vocab).
+    non_ascii: a few multi-byte characters as tokens too."""
     extra = [b"th", b"he", b"the", b" the", b"in", b"ing", b" a", b"an", b"and"]
     tokens = [b"<|endoftext|>"] + [bytes([b]) for b in range(1, 128)] + extra
+    if non_ascii:
+        tokens += [c.encode() for c in "éü€日本語"]
     with open(path, "wb") as f:
         f.write(struct.pack("<IiiI", 0x4D62546B, 1, len(tokens), 4))
         for t in tokens:
@@ -474,6 +477,24 @@ class TestGenerate(Base):
             _, _, a = self.gen(model, "in the", **kw)
             _, _, b = self.gen(model, "in the", **kw)
             self.assertEqual(a, b)
+
+    def test_generate_utf8_pieces(self):
+        """Multi-byte characters come out as str pieces."""
+        self.tokenizer()  # skips without a tokenizer implementation
+        path = os.path.join(self.tmp.name, "high.bin")
+        write_tokenizer(path, non_ascii=True)
+        tok = mamba.Tokenizer(path)
+        self.assertEqual(tok.decode(tok.encode("café 日本語")), "café 日本語")
+        with mamba.Model(fixture("B.gguf")) as model:
+            s = model.session()
+            g = s.generate("café", max_tokens=500, temperature=1.5, seed=3, tokenizer=tok, stop_at_eos=False)
+            pieces = list(g)
+            self.assertEqual(g.stats.generated_tokens, 500)
+            self.assertTrue(pieces)
+            for p in pieces:
+                self.assertIsInstance(p, str)
+                self.assertTrue(p)
+            self.assertTrue(any(ord(c) > 127 for p in pieces for c in p))
 
     def test_generate_bytes_prompt_and_eos(self):
         with mamba.Model(fixture("B.gguf")) as model:
