@@ -74,9 +74,10 @@ python: lib
 	cp $(BUILD)/libmamba.so py/mamba/libmamba.so
 
 # Python binding tests from the checkout (standard library only; NumPy is
-# used when importable). They load build/libmamba.so unless MAMBA_LIBRARY says.
+# used when importable), on build/libmamba.so unless MAMBA_LIBRARY says
+# otherwise (not a stale copy that `make python` left in py/mamba/).
 test-python: lib
-	$(PYTHON) -m unittest discover -s py/tests -v
+	MAMBA_LIBRARY=$${MAMBA_LIBRARY:-$(abspath $(BUILD))/libmamba.so} $(PYTHON) -m unittest discover -s py/tests -v
 
 # Installs into a temporary prefix and builds C programs against it through
 # pkg-config (dynamic and static), then pip-installs the Python package.
