@@ -54,7 +54,14 @@ check-header:
 PC_LIBDIR     = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
 PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 
-install: lib
+# Installs what `make` built; builds only if the libraries are missing, so
+# that `make && sudo make install` does not run cargo as root.
+# (`lib` makes both; one rule, so that make -j runs cargo once.)
+$(BUILD)/libmamba.a:
+	$(MAKE) --no-print-directory lib
+$(BUILD)/libmamba.so: | $(BUILD)/libmamba.a
+
+install: $(BUILD)/libmamba.a $(BUILD)/libmamba.so
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
 	    -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
 	    -e 's|@LIBS_PRIVATE@|$(STATIC_LIBS)|g' mamba.pc.in > $(BUILD)/mamba.pc
