@@ -324,9 +324,9 @@ class Model(_Handle):
         return "<mamba.Model %r %s>" % (self.path, "closed" if self.closed else self.info.kind_name)
 
     def close(self):
-        tok, self._tokenizer = getattr(self, "_tokenizer", None), None
-        if tok is not None:
-            tok.close()
+        # The tokenizer handle is independent of the model's: one taken from
+        # .tokenizer stays usable (and is freed when it is collected).
+        self._tokenizer = None
         super().close()
 
     @property
