@@ -379,6 +379,17 @@ class TestTokenizerAndSampler(Base):
                 list(model.session().generate("x", max_tokens=-1, tokenizer=tok2))
             self.assertIn("max_tokens", cm.exception.message)
 
+    def test_hf_tokenizer_json(self):
+        path = os.path.join(ROOT, "..", "shared", "data", "tokenizer", "gpt-neox-20b.json")
+        if not os.path.exists(path):
+            self.skipTest("gpt-neox-20b.json not found at " + path)
+        self.tokenizer()  # skips without a tokenizer implementation
+        with mamba.Tokenizer(path) as tok:
+            self.assertEqual(tok.vocab_size, 50281)
+            self.assertEqual(tok.encode("Hello world"), [12092, 1533])
+            text = "Naïve café — 日本語 😀\n  two spaces"
+            self.assertEqual(tok.decode(tok.encode(text)), text)
+
     def test_sampler(self):
         with mamba.Model(fixture("B.gguf")) as model:
             logits = model.session().forward_tokens(read_i32(fixture("B", "prompt.i32")))
