@@ -5,6 +5,7 @@
 
 CARGO    ?= cargo
 CC       ?= cc
+OBJCOPY  ?= objcopy
 CFLAGS   ?= -O2 -Wall -Wextra -Werror
 RELEASE  := target/release
 BUILD    := build
@@ -21,7 +22,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 INSTALL    ?= install
 VERSION    := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all lib examples test test-rust test-c check-header clean \
+.PHONY: all lib examples test test-rust test-c check-header bench clean \
 	install uninstall python test-python test-install
 
 all: lib examples
@@ -30,6 +31,9 @@ lib:
 	$(CARGO) build --release --lib
 	@mkdir -p $(BUILD)
 	cp $(RELEASE)/libmamba.a $(RELEASE)/libmamba.so $(BUILD)/
+	@# The C project's generate/chat are weak in the archive, so a main that
+	@# defines its own links without a duplicate-symbol error (docs/drop-in.md).
+	$(OBJCOPY) --weaken-symbol=generate --weaken-symbol=chat $(BUILD)/libmamba.a
 
 examples: lib $(addprefix $(BUILD)/,$(EXAMPLES))
 	cp $(BUILD)/mamba ./mamba
@@ -42,7 +46,7 @@ test: test-rust test-c
 test-rust:
 	$(CARGO) test
 
-test-c: lib
+test-c: examples
 	$(MAKE) -C tests/c CC=$(CC)
 
 # Fails when the committed header differs from what the sources generate.
@@ -90,6 +94,20 @@ test-python: lib
 # pkg-config (dynamic and static), then pip-installs the Python package.
 test-install: lib
 	PYTHON=$(PYTHON) CC=$(CC) sh tests/install/run.sh
+
+# Speed table (decode, prompt, batched decode) on random models of
+# mamba-130m's shape in every weight type. Needs numpy (model generation).
+BENCH_DIR   := $(BUILD)/bench
+BENCH_DTYPES := f32 f16 bf16 q8_0 int8
+bench:
+	@mkdir -p $(BENCH_DIR)
+	@test -f $(BENCH_DIR)/m130/model.safetensors || { echo "== writing a random 130m-shaped checkpoint"; python3 py/make_random_checkpoint.py --preset 130m $(BENCH_DIR)/m130; }
+	@for d in $(BENCH_DTYPES); do test -f $(BENCH_DIR)/m130.$$d.gguf || { echo "== exporting $$d"; python3 py/export.py $(BENCH_DIR)/m130 $(BENCH_DIR)/m130.$$d.gguf --dtype $$d --no-tokenizer >/dev/null; }; done
+	$(CARGO) build --release --example bench --example dtype_report
+	@echo "== speed"
+	$(RELEASE)/examples/bench $(foreach d,$(BENCH_DTYPES),$(BENCH_DIR)/m130.$(d).gguf)
+	@echo "== accuracy against f32"
+	$(RELEASE)/examples/dtype_report $(BENCH_DIR)/m130.f32.gguf $(foreach d,$(filter-out f32,$(BENCH_DTYPES)),$(BENCH_DIR)/m130.$(d).gguf)
 
 clean:
 	$(CARGO) clean

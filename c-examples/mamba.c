@@ -14,6 +14,12 @@
  *     -y <string> system prompt (chat)
  *     -k <int>   top-k (0 = off)      -r <float> repetition penalty (1 = off)
  *     -T <int>   threads (default: MAMBA_NUM_THREADS or all cores)
+ *     --bfloat8  read a one-byte v1 file as "bfloat8" (default: int8)
+ *
+ * With a v1 model file (the C project's "Mamb" files) the program behaves
+ * as the C project's: tokenizer.bin by default, its greedy tokenizer, the
+ * C sampler over vocab_size logits, and the library's generate()/chat()
+ * (prompt forced token by token, same printing, "achieved tok/s" on stderr).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +43,8 @@ static void usage(void) {
             "  -y <string> (optional) system prompt in chat mode\n"
             "  -k <int>    top-k, default 0 (off)\n"
             "  -r <float>  repetition penalty, default 1.0 (off)\n"
-            "  -T <int>    threads, default all cores\n");
+            "  -T <int>    threads, default all cores\n"
+            "  --bfloat8   v1 files with one-byte weights hold bfloat8 (default int8)\n");
     exit(EXIT_FAILURE);
 }
 
@@ -53,13 +60,62 @@ static int print_piece(void *user, const char *piece, size_t len) {
     return 0;
 }
 
+/* The C project's "Mamb" magic. */
+static int is_v1_file(const char *path) {
+    unsigned char m[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(m, 1, 4, f);
+    fclose(f);
+    return n == 4 && m[0] == 0x62 && m[1] == 0x6d && m[2] == 0x61 && m[3] == 0x4d;
+}
+
+/* The C project's program, on the C project's API. */
+static void run_legacy(const char *model_path, const char *tokenizer_path, const char *prompt, const char *mode,
+                       const char *system_prompt, float temperature, float topp, int steps,
+                       unsigned long long seed, int bfloat8, int extras) {
+    Mamba mamba;
+    mamba_load_options lo = mamba_load_options_default();
+    lo.legacy_bfloat8 = bfloat8;
+    if (mamba_legacy_load_model(&mamba, model_path, &lo) != MAMBA_OK) die("load");
+    Config *c = &mamba.config;
+    fprintf(stderr,
+            "config: vocab_size=%d (%d), n_layers=%d, dim=%d, d_inner=%d, dt_rank=%d, d_state=%d, d_conv=%d\n",
+            c->vocab_size, c->rounded_vocab_size, c->n_layers, c->dim, c->d_inner, c->dt_rank, c->d_state,
+            c->d_conv);
+    if (extras) fprintf(stderr, "mamba: -k and -r are not used with v1 model files (the C project's sampler)\n");
+    if (steps == 0) steps = 256;
+    Tokenizer tokenizer;
+    build_tokenizer(&tokenizer, (char *)(tokenizer_path ? tokenizer_path : "tokenizer.bin"), c->vocab_size);
+    Sampler sampler;
+    build_sampler(&sampler, c->vocab_size, temperature, topp, seed);
+    if (strcmp(mode, "chat") == 0)
+        chat(&mamba, &tokenizer, &sampler, (char *)prompt, (char *)system_prompt, steps);
+    else
+        generate(&mamba, &tokenizer, &sampler, (char *)prompt, steps);
+    free_sampler(&sampler);
+    free_tokenizer(&tokenizer);
+    free_model(&mamba);
+}
+
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tokenizer_path = NULL, *prompt = NULL;
     const char *mode = "generate", *system_prompt = NULL;
     float temperature = 1.0f, topp = 0.9f, penalty = 1.0f;
     int steps = 256, top_k = 0, threads = 0;
     unsigned long long seed = 0;
+    const char *seed_arg = NULL;
 
+    int bfloat8 = 0;
+    /* --bfloat8 takes no value: take it out before the -x value pairs. */
+    for (int i = 1, j = 1; i <= argc; i++) {
+        if (i < argc && strcmp(argv[i], "--bfloat8") == 0) {
+            bfloat8 = 1;
+            continue;
+        }
+        argv[j++] = i < argc ? argv[i] : NULL;
+        if (i == argc) argc = j - 1;
+    }
     if (argc < 2) usage();
     model_path = argv[1];
     for (int i = 2; i < argc; i += 2) {
@@ -68,7 +124,7 @@ int main(int argc, char **argv) {
         switch (argv[i][1]) {
         case 't': temperature = (float)atof(v); break;
         case 'p': topp = (float)atof(v); break;
-        case 's': seed = strtoull(v, NULL, 10); break;
+        case 's': seed = strtoull(v, NULL, 10); seed_arg = v; break;
         case 'n': steps = atoi(v); break;
         case 'i': prompt = v; break;
         case 'z': tokenizer_path = v; break;
@@ -85,6 +141,16 @@ int main(int argc, char **argv) {
     if (topp < 0 || topp > 1) topp = 0.9f;
     if (steps < 0) steps = 0;
     if (threads > 0 && mamba_set_num_threads(threads) != MAMBA_OK) die("threads");
+    if (strcmp(mode, "chat") != 0 && strcmp(mode, "generate") != 0) usage();
+
+    if (is_v1_file(model_path)) {
+        /* The C project reads the seed with atoi(): an int, sign-extended. */
+        if (seed_arg) seed = (unsigned long long)(long long)(int)strtol(seed_arg, NULL, 10);
+        if (seed == 0) seed = (unsigned long long)(unsigned int)time(NULL);
+        run_legacy(model_path, tokenizer_path, prompt, mode, system_prompt, temperature, topp, steps, seed, bfloat8,
+                   top_k != 0 || penalty != 1.0f);
+        return 0;
+    }
 
     mamba_model *model = NULL;
     if (mamba_model_load(model_path, NULL, &model) != MAMBA_OK) die("load");

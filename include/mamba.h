@@ -14,6 +14,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#if !defined(MAMBA_NO_LEGACY) && !defined(MAMBA_LEGACY_API)
+#define MAMBA_LEGACY_API 1
+#endif
 
 #define MAMBA_VERSION_MAJOR 0
 
@@ -165,6 +168,70 @@ typedef struct {
   double generate_tok_per_s;
 } mamba_generate_stats;
 
+#if defined(MAMBA_LEGACY_API)
+/**
+ * The model's hyperparameters, in the C project's field order.
+ */
+typedef struct {
+  int n_layers;
+  int vocab_size;
+  int dim;
+  int d_inner;
+  int dt_rank;
+  int d_state;
+  int d_conv;
+  int shared_classifier;
+  /**
+   * vocab_size rounded up to a multiple of 8: the number of logits.
+   */
+  int rounded_vocab_size;
+} Config;
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * A loaded model with its single run state (as in the C project). Declare it
+ * on the stack, fill it with `load_model`, release it with `free_model`.
+ */
+typedef struct {
+  Config config;
+  /**
+   * libmamba's state (opaque).
+   */
+  void *state;
+} Mamba;
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * A tokenizer.bin vocabulary. Fill with `build_tokenizer`.
+ */
+typedef struct {
+  int vocab_size;
+  uint32_t max_token_length;
+  /**
+   * libmamba's tokenizer (opaque).
+   */
+  void *state;
+} Tokenizer;
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * The C project's sampler. Fill with `build_sampler`.
+ */
+typedef struct {
+  int vocab_size;
+  float temperature;
+  float topp;
+  unsigned long long rng_state;
+  /**
+   * Scratch for top-p sampling (opaque).
+   */
+  void *probindex;
+} Sampler;
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -283,6 +350,18 @@ mamba_status mamba_forward(mamba_session *session, int32_t token, float *logits,
 mamba_status mamba_forward_tokens(mamba_session *session, const int32_t *tokens, uintptr_t n, float *logits, uintptr_t logits_len);
 
 /**
+ * Advances `n` sessions of the same model by one token each
+ * (`tokens[i]` for `sessions[i]`), reading the weights once for all of
+ * them: much faster than `n` separate `mamba_forward` calls. Each
+ * session's logits are then available with `mamba_session_logits`. The
+ * sessions must be distinct and share one model.
+ *
+ * # Safety
+ * `sessions` `n` live session handles; `tokens` `n` readable ints.
+ */
+mamba_status mamba_forward_batch(mamba_session *const *sessions, const int32_t *tokens, uintptr_t n);
+
+/**
  * A pointer to the session's last logits (`*n` floats), valid until the
  * session's next forward, reset or free.
  *
@@ -523,6 +602,18 @@ mamba_status mamba_forward(mamba_session *session, int32_t token, float *logits,
 mamba_status mamba_forward_tokens(mamba_session *session, const int32_t *tokens, uintptr_t n, float *logits, uintptr_t logits_len);
 
 /**
+ * Advances `n` sessions of the same model by one token each
+ * (`tokens[i]` for `sessions[i]`), reading the weights once for all of
+ * them: much faster than `n` separate `mamba_forward` calls. Each
+ * session's logits are then available with `mamba_session_logits`. The
+ * sessions must be distinct and share one model.
+ *
+ * # Safety
+ * `sessions` `n` live session handles; `tokens` `n` readable ints.
+ */
+mamba_status mamba_forward_batch(mamba_session *const *sessions, const int32_t *tokens, uintptr_t n);
+
+/**
  * A pointer to the session's last logits (`*n` floats), valid until the
  * session's next forward, reset or free.
  *
@@ -648,6 +739,240 @@ mamba_generate_params mamba_generate_params_default(void);
  * Handles live; `prompt` NUL-terminated; `stats` NULL or writable.
  */
 mamba_status mamba_generate(mamba_session *session, const mamba_tokenizer *tokenizer, const char *prompt, const mamba_generate_params *params, mamba_piece_callback callback, void *user_data, mamba_generate_stats *stats);
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Loads a model file (the C project's v1 files, float32 or int8/fp16 with
+ * `<path>.scales`; or GGUF) into `m`. On error: a message on stderr and exit(1).
+ * One-byte v1 files are read as int8; set the environment variable
+ * `MAMBA_BFLOAT8=1` (or use `mamba_legacy_load_model`) to read them as "bfloat8".
+ *
+ * # Safety
+ * `m` writable; `model_path` NUL-terminated.
+ */
+void load_model(Mamba *m, char *model_path);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * `load_model` with options and a status instead of exit(1) (the message is
+ * in `mamba_last_error()`). `options` may be NULL.
+ *
+ * # Safety
+ * `m` writable; `model_path` NUL-terminated; `options` NULL or valid.
+ */
+mamba_status mamba_legacy_load_model(Mamba *m, const char *model_path, const mamba_load_options *options);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Releases what `load_model` allocated. Safe to call twice.
+ *
+ * # Safety
+ * `m` NULL or a `Mamba` that `load_model` filled (or zeroed).
+ */
+void free_model(Mamba *m);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Feeds one token; returns the logits for the next one (`rounded_vocab_size`
+ * floats, owned by `m`, valid until the next `forward`).
+ *
+ * # Safety
+ * `m` loaded.
+ */
+float *forward(Mamba *m, int token);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Zeroes the conv and ssm states.
+ *
+ * # Safety
+ * `m` loaded.
+ */
+void reset_internal_state(Mamba *m);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * A malloc'd copy of the state: the conv state (n_layers × d_inner × d_conv
+ * float32) followed by the ssm state (n_layers × d_inner × d_state float32).
+ * `*state_size` gets its size in bytes; the caller frees it with free().
+ * NULL if the allocation fails.
+ *
+ * # Safety
+ * `m` loaded; `state_size` writable.
+ */
+char *get_internal_state(Mamba *m, int *state_size);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Restores a state from `get_internal_state`. Ignored when `state_size`
+ * is not the size of this model's state.
+ *
+ * # Safety
+ * `m` loaded; `state` `state_size` readable bytes.
+ */
+void set_internal_state(Mamba *m, char *state, int state_size);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Reads a tokenizer (the C project's tokenizer.bin, or tokenizer.json).
+ * `vocab_size` is ignored, as in the C project. On error: message, exit(1).
+ *
+ * # Safety
+ * `t` writable; `tokenizer_path` NUL-terminated.
+ */
+void build_tokenizer(Tokenizer *t, char *tokenizer_path, int vocab_size);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Releases what `build_tokenizer` allocated. Safe to call twice.
+ *
+ * # Safety
+ * `t` NULL or a built `Tokenizer`.
+ */
+void free_tokenizer(Tokenizer *t);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Encodes `text` with the tokenizer's own algorithm (tokenizer.bin: the C
+ * project's greedy merge). `add_bos`/`add_eos` add token 0 at the start/end
+ * (BOS and EOS are both 0 for GPT-NeoX). `tokens` must hold strlen(text)+3 ids.
+ *
+ * # Safety
+ * `t` built; `text` NUL-terminated; `tokens` large enough; `n_tokens` writable.
+ */
+void encode(Tokenizer *t, char *text, int8_t add_bos, int8_t add_eos, int *tokens, int *n_tokens);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * The text of `token` following `prev_token`, as a C string owned by the
+ * tokenizer: without its leading space after token 0, `<0xHH>` pieces as
+ * the raw byte. An out-of-range token gives "".
+ *
+ * # Safety
+ * `t` built.
+ */
+char *decode(Tokenizer *t, int prev_token, int token);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * printf("%s", piece), except NULL, "" and single non-printable, non-space bytes.
+ *
+ * # Safety
+ * `piece` NULL or NUL-terminated.
+ */
+void safe_printf(char *piece);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * A sampler over `vocab_size` logits (the C project passes `config.vocab_size`).
+ *
+ * # Safety
+ * `s` writable.
+ */
+void build_sampler(Sampler *s, int vocab_size, float temperature, float topp, unsigned long long rng_seed);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Releases what `build_sampler` allocated. Safe to call twice.
+ *
+ * # Safety
+ * `s` NULL or a built `Sampler`.
+ */
+void free_sampler(Sampler *s);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Samples a token from `logits` (`vocab_size` of them). As in the C project,
+ * with temperature > 0 the logits are overwritten by the probabilities.
+ *
+ * # Safety
+ * `s` built; `logits` at least `vocab_size` floats.
+ */
+int sample(Sampler *s, float *logits);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Wall-clock time in milliseconds.
+ */
+long time_in_ms(void);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Prints `guide`, reads a line from stdin into `buffer` without its newline.
+ *
+ * # Safety
+ * `guide` NUL-terminated; `buffer` `bufsize` writable bytes.
+ */
+void read_stdin(const char *guide, char *buffer, size_t bufsize);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * Prints the C project's usage text on stderr and exits(1).
+ */
+void error_usage(void);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * The C project's generation loop (c-project.md §2): the prompt (no BOS) is
+ * forced token by token, then the sampler picks; positions 0..steps-1; token
+ * 0 stops; "achieved tok/s" on stderr, timed from the second position.
+ *
+ * # Safety
+ * Structs built; `prompt` NULL or NUL-terminated.
+ */
+void mamba_legacy_generate(Mamba *m, Tokenizer *t, Sampler *s, char *prompt, int steps);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * The C project's chat loop (Llama-2 [INST] template, forced prompt tokens,
+ * the assistant's reply printed until token 0, then the user's turn again).
+ *
+ * # Safety
+ * Structs built; prompts NULL or NUL-terminated.
+ */
+void mamba_legacy_chat(Mamba *m, Tokenizer *t, Sampler *s, char *cli_user_prompt, char *cli_system_prompt, int steps);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * The C project's `generate` (see `mamba_legacy_generate`). Weak in
+ * build/libmamba.a: a main may define its own.
+ *
+ * # Safety
+ * As `mamba_legacy_generate`.
+ */
+void generate(Mamba *m, Tokenizer *t, Sampler *s, char *prompt, int steps);
+#endif
+
+#if defined(MAMBA_LEGACY_API)
+/**
+ * The C project's `chat` (see `mamba_legacy_chat`). Weak in
+ * build/libmamba.a: a main may define its own.
+ *
+ * # Safety
+ * As `mamba_legacy_chat`.
+ */
+void chat(Mamba *m, Tokenizer *t, Sampler *s, char *cli_user_prompt, char *cli_system_prompt, int steps);
+#endif
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -74,12 +74,20 @@ pub fn generate(
     session.forward_tokens(&ids)?;
     stats.prompt_seconds = t0.elapsed().as_secs_f64();
 
+    // Sample only among tokens both the model and the tokenizer know (the
+    // embedding may have padding rows; a small tokenizer may cover fewer).
+    let n_logits = session
+        .model()
+        .config
+        .vocab_size
+        .min(tok.vocab_size())
+        .max(1);
     let eos = tok.eos_id();
     let mut decoder = StreamDecoder::new();
     let mut piece = Vec::with_capacity(64);
     let t1 = Instant::now();
     for _ in 0..opts.max_tokens {
-        let next = sampler.sample(session.logits());
+        let next = sampler.sample(&session.logits()[..n_logits]);
         if opts.stop_at_eos && Some(next) == eos {
             break;
         }

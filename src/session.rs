@@ -107,6 +107,58 @@ impl Session {
         Ok(())
     }
 
+    /// Advances several sessions of the same model by one token each
+    /// (`tokens[i]` for `sessions[i]`), reading the weights once for all of
+    /// them. Each session's `logits()` then holds its next-token logits.
+    pub fn forward_batch(sessions: &mut [&mut Session], tokens: &[u32]) -> Result<()> {
+        if sessions.len() != tokens.len() {
+            return Err(Error::invalid(format!(
+                "{} sessions but {} tokens",
+                sessions.len(),
+                tokens.len()
+            )));
+        }
+        let Some(first) = sessions.first() else {
+            return Ok(());
+        };
+        let model = first.model.clone();
+        if sessions.iter().any(|s| !Arc::ptr_eq(&s.model, &model)) {
+            return Err(Error::invalid("batched sessions must share one model"));
+        }
+        for s in sessions.iter() {
+            s.check_tokens(tokens)?;
+        }
+        let v = model.config.padded_vocab;
+        for (chunk, toks) in sessions
+            .chunks_mut(PROMPT_BLOCK)
+            .zip(tokens.chunks(PROMPT_BLOCK))
+        {
+            let n = chunk.len();
+            // The first session's scratch serves the whole chunk.
+            let (head, rest) = chunk.split_at_mut(1);
+            let Session { state, scratch, .. } = &mut *head[0];
+            let mut out = std::mem::take(&mut scratch.batch_logits);
+            out.resize(out.len().max(n * v), 0.0);
+            let mut states: Vec<&mut LmState> = Vec::with_capacity(n);
+            states.push(state);
+            states.extend(rest.iter_mut().map(|s| &mut s.state));
+            crate::threads::run(|| {
+                lm::forward_batch(&model, &mut states, scratch, toks, &mut out[..n * v])
+            });
+            scratch.logits.copy_from_slice(&out[..v]);
+            for (i, s) in rest.iter_mut().enumerate() {
+                s.scratch
+                    .logits
+                    .copy_from_slice(&out[(i + 1) * v..(i + 2) * v]);
+            }
+            scratch.batch_logits = out;
+            for s in chunk.iter_mut() {
+                s.position += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// The logits of the last forward.
     pub fn logits(&self) -> &[f32] {
         &self.scratch.logits

@@ -126,7 +126,14 @@ fn wrong_version_and_absurd_dimensions() {
 #[test]
 fn copy_option_loads_the_same_model() {
     let a = mamba::load(&fixture("lm/B.bin"), &LoadOptions::default()).unwrap();
-    let b = mamba::load(&fixture("lm/B.bin"), &LoadOptions { copy: true }).unwrap();
+    let b = mamba::load(
+        &fixture("lm/B.bin"),
+        &LoadOptions {
+            copy: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let (a, b) = (Arc::new(a), Arc::new(b));
     let mut sa = Session::new(a);
     let mut sb = Session::new(b);

@@ -232,7 +232,7 @@ pub unsafe extern "C" fn mamba_model_load(
         };
         let opts = LoadOptions {
             copy: o.copy_file != 0,
-            ..Default::default()
+            legacy_bfloat8: o.legacy_bfloat8 != 0,
         };
         let model = format::load(path, &opts)?;
         *out = register(
@@ -425,6 +425,43 @@ pub unsafe extern "C" fn mamba_forward_tokens(
             .collect::<std::result::Result<Vec<u32>, _>>()?;
         let l = s.forward_tokens(&ids)?;
         copy_logits(l, logits, logits_len)
+    })
+}
+
+/// Advances `n` sessions of the same model by one token each
+/// (`tokens[i]` for `sessions[i]`), reading the weights once for all of
+/// them: much faster than `n` separate `mamba_forward` calls. Each
+/// session's logits are then available with `mamba_session_logits`. The
+/// sessions must be distinct and share one model.
+///
+/// # Safety
+/// `sessions` `n` live session handles; `tokens` `n` readable ints.
+#[no_mangle]
+pub unsafe extern "C" fn mamba_forward_batch(
+    sessions: *const *mut mamba_session,
+    tokens: *const i32,
+    n: usize,
+) -> mamba_status {
+    guard("mamba_forward_batch", || {
+        let handles = in_slice(sessions, n, "sessions")?;
+        let toks = in_slice(tokens, n, "tokens")?;
+        let mut seen = std::collections::HashSet::with_capacity(n);
+        for &h in handles {
+            if !seen.insert(h as usize) {
+                return Err(Error::invalid("the same session appears twice in the batch").into());
+            }
+        }
+        let ids = toks
+            .iter()
+            .map(|&t| token_id(t, "token"))
+            .collect::<std::result::Result<Vec<u32>, _>>()?;
+        let mut refs: Vec<&mut Session> = Vec::with_capacity(n);
+        for (i, &h) in handles.iter().enumerate() {
+            // SAFETY: distinct live handles (checked above and by `handle_mut`).
+            refs.push(&mut handle_mut(h, Kind::Session, &format!("sessions[{i}]"))?.session);
+        }
+        Session::forward_batch(&mut refs, &ids)?;
+        Ok(())
     })
 }
 

@@ -10,6 +10,8 @@
 //! - on failure records a message for `mamba_last_error()` (per thread).
 
 pub mod api;
+/// The C project's API; compiled with the default feature `legacy`.
+pub mod legacy;
 
 use crate::error::{Error, ErrorKind, Result};
 use std::cell::RefCell;
@@ -73,7 +75,7 @@ impl From<Error> for StatusError {
 
 pub(crate) type FfiResult = std::result::Result<(), StatusError>;
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
@@ -122,6 +124,13 @@ pub(crate) enum Kind {
     Session,
     Tokenizer,
     Sampler,
+    /// The C project's API (`Mamba.state`, `Tokenizer.state`, `Sampler.probindex`).
+    #[cfg_attr(not(feature = "legacy"), allow(dead_code))]
+    LegacyModel,
+    #[cfg_attr(not(feature = "legacy"), allow(dead_code))]
+    LegacyTokenizer,
+    #[cfg_attr(not(feature = "legacy"), allow(dead_code))]
+    LegacySampler,
 }
 
 fn registry() -> std::sync::MutexGuard<'static, HashMap<usize, Kind>> {
@@ -144,6 +153,9 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Session => "mamba_session",
         Kind::Tokenizer => "mamba_tokenizer",
         Kind::Sampler => "mamba_sampler",
+        Kind::LegacyModel => "Mamba",
+        Kind::LegacyTokenizer => "Tokenizer",
+        Kind::LegacySampler => "Sampler",
     }
 }
 

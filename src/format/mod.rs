@@ -1,6 +1,6 @@
 //! File loaders: bytes in, a [`crate::model::Model`] out.
 //!
-//! - [`v1`]: the C project's "Mamb" files (float32 language models);
+//! - [`v1`]: the C project's "Mamb" files (float32, int8/fp16/bfloat8 + .scales);
 //! - [`gguf`]: GGUF, the native format (arch `mamba`).
 //!
 //! [`load`] maps the file and picks the loader by its magic. Adding a format
@@ -19,6 +19,9 @@ pub struct LoadOptions {
     /// Read the whole file into memory instead of mapping it. Protects against
     /// the file being truncated or rewritten while the model is in use.
     pub copy: bool,
+    /// Read one-byte v1 weights as the C project's "bfloat8" instead of int8
+    /// (the file cannot tell them apart; int8 is what the C program assumes).
+    pub legacy_bfloat8: bool,
 }
 
 /// Maps (or reads) a file into a [`Backing`].
@@ -42,7 +45,10 @@ pub fn open_backing(path: &str, copy: bool) -> Result<Arc<Backing>> {
     // SAFETY: the map is read-only. If another process truncates the file
     // while it is mapped, reads past the new end raise SIGBUS: use `copy` for
     // files that may change (documented in the README).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, &e))?;
+    // Populate the page tables now: the first forward would otherwise take
+    // one page fault per 4 KiB of weights.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+        .map_err(|e| Error::io(path, &e))?;
     Ok(Arc::new(Backing::Mmap(map)))
 }
 
@@ -60,7 +66,7 @@ pub fn load(path: &str, opts: &LoadOptions) -> Result<Model> {
     let result = if &bytes[..4] == b"GGUF" {
         gguf::load(path, backing.clone())
     } else if magic == v1::MAGIC {
-        v1::load(path, backing.clone())
+        v1::load(path, backing.clone(), opts.legacy_bfloat8)
     } else {
         Err(Error::new(
             ErrorKind::Format,

@@ -13,7 +13,7 @@ use crate::model::{DType, Tensor};
 use rayon::prelude::*;
 
 pub use convert::dequant_row;
-pub use simd::{exp_slice, scan_channel};
+pub use simd::{exp_slice, scan_channel, silu_slice, softplus_slice};
 
 /// Below this many weight bytes a product runs on the calling thread:
 /// splitting small matrices over threads costs more than it saves.
@@ -83,7 +83,7 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         } else {
             wbuf.resize((r1 - r0) * cols, 0.0);
             for r in r0..r1 {
-                convert::dequant_bytes(
+                simd::convert_row(
                     w.dtype,
                     &bytes[r * rb..(r + 1) * rb],
                     &mut wbuf[(r - r0) * cols..(r - r0 + 1) * cols],

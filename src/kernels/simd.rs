@@ -142,6 +142,34 @@ pub fn scan_channel_portable(
     acc
 }
 
+/// x ← x·sigmoid(x) (SiLU) for each element.
+pub fn silu_slice(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa() == Isa::Avx512 {
+            // SAFETY: avx512f present.
+            return unsafe { x86::silu_slice_avx512(x) };
+        }
+    }
+    for v in x {
+        *v = *v / (1.0 + (-*v).exp());
+    }
+}
+
+/// x ← softplus(x) as PyTorch computes it: log1p(exp(x)), or x above 20.
+pub fn softplus_slice(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa() == Isa::Avx512 {
+            // SAFETY: avx512f present.
+            return unsafe { x86::softplus_slice_avx512(x) };
+        }
+    }
+    for v in x {
+        *v = if *v > 20.0 { *v } else { v.exp().ln_1p() };
+    }
+}
+
 /// exp(x) for each element, vectorized where the CPU allows.
 pub fn exp_slice(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -350,6 +378,74 @@ mod x86 {
         p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0));
         p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0));
         _mm512_scalef_ps(p, n)
+    }
+
+    /// ln(x) for x > 0 (Cephes' logf: mantissa in [√½, √2), degree-8 polynomial).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub unsafe fn log_ps(x: __m512) -> __m512 {
+        let one = _mm512_set1_ps(1.0);
+        let mut e = _mm512_getexp_ps(x);
+        let mut m = _mm512_getmant_ps::<_MM_MANT_NORM_1_2, _MM_MANT_SIGN_SRC>(x);
+        let big = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, _mm512_set1_ps(std::f32::consts::SQRT_2));
+        m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5));
+        e = _mm512_mask_add_ps(e, big, e, one);
+        let f = _mm512_sub_ps(m, one);
+        let z = _mm512_mul_ps(f, f);
+        let mut p = _mm512_set1_ps(7.037_683_6e-2);
+        for c in [
+            -1.151_461e-1,
+            1.167_699_9e-1,
+            -1.242_014_1e-1,
+            1.424_932_3e-1,
+            -1.666_805_8e-1,
+            2.000_071_5e-1,
+            -2.499_999_4e-1,
+            3.333_333_1e-1,
+        ] {
+            p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+        }
+        let mut y = _mm512_mul_ps(_mm512_mul_ps(p, f), z);
+        y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.121_944_4e-4), y);
+        y = _mm512_fnmadd_ps(_mm512_set1_ps(0.5), z, y);
+        let r = _mm512_add_ps(f, y);
+        _mm512_fmadd_ps(e, _mm512_set1_ps(0.693_359_4), r)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn silu_slice_avx512(x: &mut [f32]) {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        let one = _mm512_set1_ps(1.0);
+        let mut i = 0;
+        while i < n {
+            let m = tail_mask(n - i);
+            let v = _mm512_maskz_loadu_ps(m, p.add(i));
+            let e = exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), v));
+            _mm512_mask_storeu_ps(p.add(i), m, _mm512_div_ps(v, _mm512_add_ps(one, e)));
+            i += 16;
+        }
+    }
+
+    /// softplus(x) = log1p(exp(x)) (x above 20), with log1p(t) computed as
+    /// log(u) + (t - (u - 1)) / u for u = 1 + t, exact for tiny t.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn softplus_slice_avx512(x: &mut [f32]) {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        let one = _mm512_set1_ps(1.0);
+        let mut i = 0;
+        while i < n {
+            let m = tail_mask(n - i);
+            let v = _mm512_maskz_loadu_ps(m, p.add(i));
+            let t = exp_ps(v);
+            let u = _mm512_add_ps(one, t);
+            let corr = _mm512_div_ps(_mm512_sub_ps(t, _mm512_sub_ps(u, one)), u);
+            let sp = _mm512_add_ps(log_ps(u), corr);
+            let keep = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_set1_ps(20.0));
+            _mm512_mask_storeu_ps(p.add(i), m, _mm512_mask_blend_ps(keep, sp, v));
+            i += 16;
+        }
     }
 
     #[target_feature(enable = "avx512f")]
@@ -724,5 +820,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn vector_silu_and_softplus_are_accurate() {
+        let xs: Vec<f32> = (0..40001)
+            .map(|i| -60.0 + i as f32 * 0.003)
+            .chain([0.0, 20.0, 20.0001, 19.999, 85.0, -100.0])
+            .collect();
+        let mut s1 = xs.clone();
+        silu_slice(&mut s1);
+        let mut s2 = xs.clone();
+        softplus_slice(&mut s2);
+        let (mut es, mut ep) = (0.0f64, 0.0f64);
+        for (i, &x) in xs.iter().enumerate() {
+            let xd = x as f64;
+            let silu = xd / (1.0 + (-xd).exp());
+            let sp = if x > 20.0 { xd } else { xd.exp().ln_1p() };
+            es = es.max((s1[i] as f64 - silu).abs() / silu.abs().max(1e-30));
+            ep = ep.max((s2[i] as f64 - sp).abs() / sp.abs().max(1e-30));
+        }
+        assert!(es < 2e-6, "silu max rel err {es}");
+        assert!(ep < 2e-6, "softplus max rel err {ep}");
     }
 }

@@ -15,8 +15,9 @@
 //! [`prompt`] for a block of tokens, where every projection becomes a
 //! matrix-matrix product over the tokens and only the scan runs in time order.
 
-use crate::kernels::{self, silu, softplus};
+use crate::kernels;
 use crate::model::MixerWeights;
+use rayon::prelude::*;
 
 /// The mixer's dimensions (copied from the model config).
 #[derive(Debug, Clone, Copy)]
@@ -71,22 +72,30 @@ fn add_bias(rows: &mut [f32], width: usize, bias: Option<&crate::model::Tensor>)
     }
 }
 
-/// Runs `n` tokens (rows of `x`, each d_model wide, already normalized)
-/// through the mixer, updating `conv_state` (d_inner × d_conv, newest input
-/// last) and `ssm_state` (d_inner × d_state). Writes n × d_model to `out`.
-#[allow(clippy::too_many_arguments)]
-pub fn prompt(
+/// One sequence's recurrent state for one layer: the conv state
+/// (d_inner × d_conv, newest input last) and the SSM state (d_inner × d_state).
+pub type LayerState<'a> = (&'a mut [f32], &'a mut [f32]);
+
+/// Runs `n` rows of `x` (each d_model wide, already normalized) through the
+/// mixer and writes n × d_model to `out`.
+///
+/// With one state, the rows are consecutive tokens of one sequence (prompt
+/// mode: the conv and scan run in time order). With `n` states, row t is the
+/// next token of sequence t (batched decode: every weight matrix is read once
+/// for all sequences).
+pub fn forward(
     w: &MixerWeights,
     d: &Dims,
-    conv_state: &mut [f32],
-    ssm_state: &mut [f32],
+    states: &mut [LayerState<'_>],
     x: &[f32],
     n: usize,
     s: &mut Scratch,
     out: &mut [f32],
 ) {
     assert!(n >= 1 && n <= s.cap);
-    let (di, ds, k, r) = (d.d_inner, d.d_state, d.d_conv, d.dt_rank);
+    assert!(states.len() == 1 || states.len() == n);
+    let per_row = states.len() > 1;
+    let (di, k, r) = (d.d_inner, d.d_conv, d.dt_rank);
     let nd = d.dbl();
 
     // 1. in_proj: [xs | z] for every token.
@@ -99,10 +108,11 @@ pub fn prompt(
     let cw = w.conv_w.as_f32();
     let cb = w.conv_b.as_ref().map(|b| b.as_f32());
     let u = &mut s.u[..n * di];
-    for ch in 0..di {
-        let st = &mut conv_state[ch * k..(ch + 1) * k];
-        let wk = &cw[ch * k..(ch + 1) * k];
-        for t in 0..n {
+    for t in 0..n {
+        let conv_state = &mut *states[if per_row { t } else { 0 }].0;
+        for ch in 0..di {
+            let st = &mut conv_state[ch * k..(ch + 1) * k];
+            let wk = &cw[ch * k..(ch + 1) * k];
             st.copy_within(1.., 0);
             st[k - 1] = xz[t * 2 * di + ch];
             let mut acc = 0.0f32;
@@ -112,9 +122,10 @@ pub fn prompt(
             if let Some(cb) = cb {
                 acc += cb[ch];
             }
-            u[t * di + ch] = silu(acc);
+            u[t * di + ch] = acc;
         }
     }
+    kernels::silu_slice(u);
 
     // 3. x_proj to [dt_low | B | C]; 4. dt = softplus(dt_proj(dt_low) + bias).
     let dbl = &mut s.dbl[..n * nd];
@@ -128,26 +139,21 @@ pub fn prompt(
     let dtb = w.dt_bias.as_f32();
     for row in dt.chunks_exact_mut(di) {
         for (v, b) in row.iter_mut().zip(dtb) {
-            *v = softplus(*v + b);
+            *v += b;
         }
+        kernels::softplus_slice(row);
     }
 
-    // 5. selective scan in time order, per channel; D skip; SiLU(z) gate.
-    let a = w.a.as_f32();
-    let dvec = w.d.as_f32();
+    // 5. selective scan in time order, per channel, plus the D skip:
+    //    h = exp(dt·A) ⊙ h + (dt·B)·u ;  y = h·C + D·u
     let y = &mut s.y[..n * di];
+    scan(w, d, states, dbl, dt, u, n, y);
+    //    then the gate: y ⊙ SiLU(z).
     for t in 0..n {
-        let bvec = &dbl[t * nd + r..t * nd + r + ds];
-        let cvec = &dbl[t * nd + r + ds..t * nd + r + 2 * ds];
-        for ch in 0..di {
-            let dtv = dt[t * di + ch];
-            let uv = u[t * di + ch];
-            let h = &mut ssm_state[ch * ds..(ch + 1) * ds];
-            let arow = &a[ch * ds..(ch + 1) * ds];
-            // h = exp(dt·A) ⊙ h + (dt·B)·u ;  acc = h·C
-            let acc = kernels::scan_channel(h, arow, bvec, cvec, dtv, uv);
-            let z = xz[t * 2 * di + di + ch];
-            y[t * di + ch] = (acc + uv * dvec[ch]) * silu(z);
+        let z = &mut xz[t * 2 * di + di..(t + 1) * 2 * di];
+        kernels::silu_slice(z);
+        for (yv, zv) in y[t * di..(t + 1) * di].iter_mut().zip(z.iter()) {
+            *yv *= zv;
         }
     }
 
@@ -160,16 +166,80 @@ pub fn prompt(
     );
 }
 
-/// One token through the mixer: `prompt` with n = 1 (every product becomes
-/// a matrix-vector product).
-pub fn step(
+/// Shares raw pointers with worker threads that touch disjoint elements.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: each worker reads and writes only its own channels (or rows).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+/// Below this many state updates the scan runs on the calling thread.
+const PAR_SCAN_MIN: usize = 1 << 16;
+
+/// The selective scan for n rows: y[t, ch] = Σ_j h[ch, j]·C[t, j] + D[ch]·u[t, ch]
+/// after h[ch, :] is updated with row t. Channels are independent, so a long
+/// prompt is split over threads by channel; a batch is split by sequence.
+#[allow(clippy::too_many_arguments)]
+fn scan(
     w: &MixerWeights,
     d: &Dims,
-    conv_state: &mut [f32],
-    ssm_state: &mut [f32],
-    x: &[f32],
-    s: &mut Scratch,
-    out: &mut [f32],
+    states: &mut [LayerState<'_>],
+    dbl: &[f32],
+    dt: &[f32],
+    u: &[f32],
+    n: usize,
+    y: &mut [f32],
 ) {
-    prompt(w, d, conv_state, ssm_state, x, 1, s, out)
+    let (di, ds, r, nd) = (d.d_inner, d.d_state, d.dt_rank, d.dbl());
+    let a = w.a.as_f32();
+    let dvec = w.d.as_f32();
+    let per_row = states.len() > 1;
+    // Rows t0..t1, channels ch0..ch1; `ssm(t)` is row t's SSM state.
+    let run = |t0: usize,
+               t1: usize,
+               ch0: usize,
+               ch1: usize,
+               ssm: &dyn Fn(usize) -> Shared,
+               yp: Shared| {
+        for t in t0..t1 {
+            let h_all = ssm(t).0;
+            let bvec = &dbl[t * nd + r..t * nd + r + ds];
+            let cvec = &dbl[t * nd + r + ds..t * nd + r + 2 * ds];
+            for ch in ch0..ch1 {
+                let (dtv, uv) = (dt[t * di + ch], u[t * di + ch]);
+                // SAFETY: channel `ch` of this row's state belongs to this worker alone.
+                let h = unsafe { std::slice::from_raw_parts_mut(h_all.add(ch * ds), ds) };
+                let acc = kernels::scan_channel(h, &a[ch * ds..(ch + 1) * ds], bvec, cvec, dtv, uv);
+                // SAFETY: (t, ch) is written by this worker alone; index < n·di.
+                unsafe { *yp.0.add(t * di + ch) = acc + uv * dvec[ch] };
+            }
+        }
+    };
+    let yp = Shared(y.as_mut_ptr());
+    let parallel = n * di * ds >= PAR_SCAN_MIN && rayon::current_num_threads() > 1;
+    if per_row {
+        let hp: Vec<Shared> = states
+            .iter_mut()
+            .map(|s| Shared(s.1.as_mut_ptr()))
+            .collect();
+        let state_of = |t: usize| hp[t];
+        if parallel {
+            (0..n)
+                .into_par_iter()
+                .for_each(|t| run(t, t + 1, 0, di, &state_of, yp));
+        } else {
+            run(0, n, 0, di, &state_of, yp);
+        }
+    } else {
+        let h = Shared(states[0].1.as_mut_ptr());
+        if parallel {
+            let chunk = di.div_ceil(rayon::current_num_threads() * 4).max(16);
+            (0..di.div_ceil(chunk)).into_par_iter().for_each(|c| {
+                let (ch0, ch1) = (c * chunk, ((c + 1) * chunk).min(di));
+                run(0, n, ch0, ch1, &|_| h, yp);
+            });
+        } else {
+            run(0, n, 0, di, &|_| h, yp);
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! RMSNorm, lm_head. Works on a [`LmState`] (the recurrent state of one
 //! sequence) and an [`LmScratch`] (its work buffers).
 
-use super::block::{self, Dims, Scratch};
+use super::block::{self, Dims, LayerState, Scratch};
 use crate::kernels;
 use crate::model::{LmConfig, Model};
 
@@ -38,6 +38,8 @@ pub struct LmScratch {
     xn: Vec<f32>,  // block × d_model: normalized input of the current layer
     out: Vec<f32>, // block × d_model: mixer output
     pub logits: Vec<f32>,
+    /// n × padded_vocab logits of a batched step (grown on first use).
+    pub batch_logits: Vec<f32>,
 }
 
 pub fn dims(c: &LmConfig) -> Dims {
@@ -59,6 +61,7 @@ impl LmScratch {
             xn: vec![0.0; cap * c.d_model],
             out: vec![0.0; cap * c.d_model],
             logits: vec![0.0; c.padded_vocab],
+            batch_logits: Vec::new(),
         }
     }
 }
@@ -69,6 +72,32 @@ impl LmScratch {
 pub fn forward_block(
     model: &Model,
     st: &mut LmState,
+    s: &mut LmScratch,
+    tokens: &[u32],
+    all_logits: Option<&mut [f32]>,
+) {
+    run_layers(model, &mut [st], s, tokens, all_logits)
+}
+
+/// Advances `states.len()` sequences by one token each (`tokens[i]` for
+/// sequence i), reading each weight matrix once for all of them. Writes
+/// n × padded_vocab logits to `logits`.
+pub fn forward_batch(
+    model: &Model,
+    states: &mut [&mut LmState],
+    s: &mut LmScratch,
+    tokens: &[u32],
+    logits: &mut [f32],
+) {
+    assert_eq!(states.len(), tokens.len());
+    run_layers(model, states, s, tokens, Some(logits))
+}
+
+/// The body of both: with one state the tokens are a sequence, with one
+/// state per token they are a batch of sequences.
+fn run_layers(
+    model: &Model,
+    states: &mut [&mut LmState],
     s: &mut LmScratch,
     tokens: &[u32],
     mut all_logits: Option<&mut [f32]>,
@@ -95,18 +124,26 @@ pub fn forward_block(
                 c.norm_eps,
             );
         }
-        let conv = &mut st.conv[l * di * c.d_conv..(l + 1) * di * c.d_conv];
-        let ssm = &mut st.ssm[l * di * c.d_state..(l + 1) * di * c.d_state];
-        block::prompt(
-            &layer.mixer,
-            &d,
-            conv,
-            ssm,
-            &s.xn[..n * dm],
-            n,
-            &mut s.mixer,
-            &mut s.out,
-        );
+        let (ck, cs) = (di * c.d_conv, di * c.d_state);
+        let xn = &s.xn[..n * dm];
+        if let [st] = states {
+            let mut one = [(
+                &mut st.conv[l * ck..(l + 1) * ck],
+                &mut st.ssm[l * cs..(l + 1) * cs],
+            )];
+            block::forward(&layer.mixer, &d, &mut one, xn, n, &mut s.mixer, &mut s.out);
+        } else {
+            let mut per: Vec<LayerState> = states
+                .iter_mut()
+                .map(|st| {
+                    (
+                        &mut st.conv[l * ck..(l + 1) * ck],
+                        &mut st.ssm[l * cs..(l + 1) * cs],
+                    )
+                })
+                .collect();
+            block::forward(&layer.mixer, &d, &mut per, xn, n, &mut s.mixer, &mut s.out);
+        }
         for (xv, ov) in s.x[..n * dm].iter_mut().zip(&s.out[..n * dm]) {
             *xv += ov;
         }

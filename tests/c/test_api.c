@@ -166,6 +166,35 @@ int main(int argc, char **argv) {
     OK(mamba_session_position(s, &pos));
     CHECK(pos == 8, "position %llu", (unsigned long long)pos);
 
+    /* Batched decode: two sessions advanced together match separate steps. */
+    {
+        mamba_session *b1 = NULL, *b2 = NULL, *r1 = NULL;
+        OK(mamba_session_new(model, &b1));
+        OK(mamba_session_new(model, &b2));
+        OK(mamba_session_new(model, &r1));
+        OK(mamba_forward_tokens(b1, prompt, 8, NULL, 0));
+        OK(mamba_forward_tokens(r1, prompt, 8, NULL, 0));
+        mamba_session *batch[2] = {b1, b2};
+        int btoks[2] = {9, 4};
+        OK(mamba_forward_batch(batch, btoks, 2));
+        OK(mamba_forward(r1, 9, logits2, nl));
+        const float *bl = NULL;
+        size_t bn = 0;
+        OK(mamba_session_logits(b1, &bl, &bn));
+        float md = 0;
+        for (size_t i = 0; i < nl; i++)
+            if (fabsf(bl[i] - logits2[i]) > md) md = fabsf(bl[i] - logits2[i]);
+        CHECK(md < 1e-4f, "batched vs single: %g", md);
+        mamba_session *dup[2] = {b1, b1};
+        CHECK(mamba_forward_batch(dup, btoks, 2) == MAMBA_ERR_INVALID_ARGUMENT, "duplicate session");
+        mamba_session *mixed[2] = {b1, (mamba_session *)(void *)model};
+        CHECK(mamba_forward_batch(mixed, btoks, 2) == MAMBA_ERR_INVALID_ARGUMENT, "model in batch");
+        CHECK(mamba_forward_batch(NULL, btoks, 2) == MAMBA_ERR_INVALID_ARGUMENT, "NULL batch");
+        mamba_session_free(b1);
+        mamba_session_free(b2);
+        mamba_session_free(r1);
+    }
+
     /* Forward errors: out-of-range and negative tokens, small buffers, NULLs. */
     CHECK(mamba_forward(s, (int)info.n_logits, logits, nl) == MAMBA_ERR_INVALID_ARGUMENT, "token too big");
     CHECK(contains(mamba_last_error(), "out of range"), "%s", mamba_last_error());
