@@ -25,7 +25,7 @@ from . import _lib as L
 __all__ = [
     "MambaError", "Model", "ModelInfo", "Session", "Tokenizer", "Sampler", "Generation",
     "GenerateStats", "Classification", "version", "set_num_threads", "get_num_threads",
-    "use_numpy", "has_classify", "library_path", "read_idx",
+    "use_numpy", "has_classify", "library_path", "read_idx", "forward_batch",
 ]
 __version__ = "0.1.0"
 
@@ -744,6 +744,25 @@ class Session(_Handle):
         if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
             raise TypeError("tokenizer must be a mamba.Tokenizer or None")
         return Generation(self, bytes(prompt), p, tokenizer)
+
+
+def forward_batch(sessions, tokens, logits=True):
+    """Advances several sessions of one model by one token each
+    (tokens[i] for sessions[i]), reading the weights once for all: much
+    faster than separate forward() calls. Returns each session's logits
+    (a list), or None with logits=False."""
+    sessions = list(sessions)
+    if len(sessions) != len(tokens):
+        raise ValueError("%d sessions but %d tokens" % (len(sessions), len(tokens)))
+    if len({id(s) for s in sessions}) != len(sessions):
+        raise MambaError(L.ERR_INVALID_ARGUMENT, "forward_batch: the sessions must be distinct")
+    keep, tp, n = _as_tokens(tokens)
+    with contextlib.ExitStack() as stack:
+        # One lock order for all callers, so that two batches cannot deadlock.
+        handles = {id(s): stack.enter_context(s._use()) for s in sorted(sessions, key=id)}
+        arr = (ctypes.c_void_p * max(n, 1))(*[handles[id(s)] for s in sessions])
+        _check(L.lib().mamba_forward_batch(arr, tp, n))
+    return [s.logits for s in sessions] if logits else None
 
 
 @dataclasses.dataclass(frozen=True)

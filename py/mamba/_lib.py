@@ -132,6 +132,7 @@ PROTOTYPES = {
     "mamba_session_position": (S, [P, ctypes.POINTER(ctypes.c_uint64)]),
     "mamba_forward": (S, [P, ctypes.c_int32, c_float_p, ctypes.c_size_t]),
     "mamba_forward_tokens": (S, [P, c_int32_p, ctypes.c_size_t, c_float_p, ctypes.c_size_t]),
+    "mamba_forward_batch": (S, [PP, c_int32_p, ctypes.c_size_t]),
     "mamba_session_logits": (S, [P, ctypes.POINTER(c_float_p), c_size_t_p]),
     "mamba_state_size": (S, [P, c_size_t_p]),
     "mamba_state_get": (S, [P, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]),

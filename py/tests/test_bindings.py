@@ -200,6 +200,31 @@ class TestModel(Base):
                 self.assertIsNone(no_logits.forward(prompt[0], logits=False))
                 self.assertEqual(no_logits.position, len(prompt) + 1)
 
+    def test_forward_batch(self):
+        with mamba.Model(fixture("B.gguf")) as model:
+            prompt = read_i32(fixture("B", "prompt.i32"))
+            batch = [model.session() for _ in range(3)]
+            single = [model.session() for _ in range(3)]
+            for i in range(3):
+                batch[i].forward_tokens(prompt[:10 + i])
+                single[i].forward_tokens(prompt[:10 + i])
+            for step in range(4):
+                toks = [prompt[20 + step], prompt[25], step + 1]
+                got = mamba.forward_batch(batch, toks)
+                for i in range(3):
+                    want = single[i].forward(toks[i])
+                    self.assertLess(max_abs_diff(got[i], want), 1e-4)
+            self.assertIsNone(mamba.forward_batch(batch, [1, 2, 3], logits=False))
+            self.assertEqual([s.position for s in batch], [10 + i + 5 for i in range(3)])
+            with self.assertRaises(mamba.MambaError):
+                mamba.forward_batch([batch[0], batch[0]], [1, 2])
+            with self.assertRaises(mamba.MambaError):
+                mamba.forward_batch(batch, [1, 2, 100000])
+            with mamba.Model(fixture("A.bin")) as other:
+                with self.assertRaises(mamba.MambaError) as cm:
+                    mamba.forward_batch([batch[0], other.session()], [1, 2])
+                self.assertTrue(cm.exception.message)
+
     def test_greedy_and_state_round_trip(self):
         with mamba.Model(fixture("B.bin")) as model:
             vocab = model.info.vocab_size
