@@ -157,7 +157,7 @@ def _optional_fn(name):
     if fn is None:
         raise MambaError(
             L.ERR_UNSUPPORTED,
-            "the loaded libmamba (%s, version %s) has no %s; it predates the classifier API"
+            "the loaded libmamba (%s, version %s) has no %s (it is older than these bindings)"
             % (library_path(), version(), name))
     return fn
 
@@ -761,7 +761,7 @@ def forward_batch(sessions, tokens, logits=True):
         # One lock order for all callers, so that two batches cannot deadlock.
         handles = {id(s): stack.enter_context(s._use()) for s in sorted(sessions, key=id)}
         arr = (ctypes.c_void_p * max(n, 1))(*[handles[id(s)] for s in sessions])
-        _check(L.lib().mamba_forward_batch(arr, tp, n))
+        _check(_optional_fn("mamba_forward_batch")(arr, tp, n))
     return [s.logits for s in sessions] if logits else None
 
 

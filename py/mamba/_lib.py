@@ -132,7 +132,6 @@ PROTOTYPES = {
     "mamba_session_position": (S, [P, ctypes.POINTER(ctypes.c_uint64)]),
     "mamba_forward": (S, [P, ctypes.c_int32, c_float_p, ctypes.c_size_t]),
     "mamba_forward_tokens": (S, [P, c_int32_p, ctypes.c_size_t, c_float_p, ctypes.c_size_t]),
-    "mamba_forward_batch": (S, [PP, c_int32_p, ctypes.c_size_t]),
     "mamba_session_logits": (S, [P, ctypes.POINTER(c_float_p), c_size_t_p]),
     "mamba_state_size": (S, [P, c_size_t_p]),
     "mamba_state_get": (S, [P, ctypes.c_void_p, ctypes.c_size_t, c_size_t_p]),
@@ -155,12 +154,14 @@ PROTOTYPES = {
     ),
 }
 
-# The classifier family is newer than the rest of the API: these are set up
-# only when the loaded library exports them (see optional()).
+# Functions newer than the rest of the API (the classifier family, batched
+# forward): set up only when the loaded library exports them (see optional()).
 c_uint8_p = ctypes.POINTER(ctypes.c_uint8)
 c_int16_p = ctypes.POINTER(ctypes.c_int16)
 c_uint32_p = ctypes.POINTER(ctypes.c_uint32)
 OPTIONAL_PROTOTYPES = {
+    # (sessions, tokens, n): newer than the rest of the session API
+    "mamba_forward_batch": (S, [PP, c_int32_p, ctypes.c_size_t]),
     # (model, features, n_items, n_frames, lengths, classes, probs, logits)
     "mamba_classify_features": (
         S, [P, c_float_p, ctypes.c_size_t, ctypes.c_size_t, c_int32_p, c_int32_p, c_float_p, c_float_p]),
