@@ -1,5 +1,7 @@
 # libmamba: `make` builds the Rust library (release), the header and the C
 # examples; `make test` runs the Rust tests and the C tests.
+# `make install PREFIX=...` installs the libraries, headers and mamba.pc;
+# `make python` puts the shared library into the Python package (py/mamba).
 
 CARGO    ?= cargo
 CC       ?= cc
@@ -10,8 +12,18 @@ BUILD    := build
 # What `cargo rustc -- --print native-static-libs` reports for libmamba.a.
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 EXAMPLES := mamba
+PYTHON   ?= python3
 
-.PHONY: all lib examples test test-rust test-c check-header bench clean
+# Installation (DESTDIR for staged installs, as usual).
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL    ?= install
+VERSION    := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+.PHONY: all lib examples test test-rust test-c check-header bench clean \
+	install uninstall python test-python test-install
 
 all: lib examples
 
@@ -42,6 +54,47 @@ check-header:
 	$(CARGO) build --lib
 	git diff --exit-code include/mamba.h
 
+# mamba.pc with this install's paths (relative to ${prefix} where they can be).
+PC_LIBDIR     = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+
+# Installs what `make` built; builds only if the libraries are missing, so
+# that `make && sudo make install` does not run cargo as root.
+# (`lib` makes both; one rule, so that make -j runs cargo once.)
+$(BUILD)/libmamba.a:
+	$(MAKE) --no-print-directory lib
+$(BUILD)/libmamba.so: | $(BUILD)/libmamba.a
+
+install: $(BUILD)/libmamba.a $(BUILD)/libmamba.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@LIBS_PRIVATE@|$(STATIC_LIBS)|g' mamba.pc.in > $(BUILD)/mamba.pc
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -m 644 $(BUILD)/libmamba.a $(DESTDIR)$(LIBDIR)/libmamba.a
+	$(INSTALL) -m 755 $(BUILD)/libmamba.so $(DESTDIR)$(LIBDIR)/libmamba.so
+	$(INSTALL) -m 644 include/*.h $(DESTDIR)$(INCLUDEDIR)/
+	$(INSTALL) -m 644 $(BUILD)/mamba.pc $(DESTDIR)$(PKGCONFIGDIR)/mamba.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libmamba.a $(DESTDIR)$(LIBDIR)/libmamba.so \
+	      $(DESTDIR)$(PKGCONFIGDIR)/mamba.pc
+	for h in include/*.h; do rm -f $(DESTDIR)$(INCLUDEDIR)/$$(basename $$h); done
+
+# The shared library inside the Python package, so `pip install ./py` ships it.
+python: lib
+	cp $(BUILD)/libmamba.so py/mamba/libmamba.so
+
+# Python binding tests from the checkout (standard library only; NumPy is
+# used when importable), on build/libmamba.so unless MAMBA_LIBRARY says
+# otherwise (not a stale copy that `make python` left in py/mamba/).
+test-python: lib
+	MAMBA_LIBRARY=$${MAMBA_LIBRARY:-$(abspath $(BUILD))/libmamba.so} $(PYTHON) -m unittest discover -s py/tests -v
+
+# Installs into a temporary prefix and builds C programs against it through
+# pkg-config (dynamic and static), then pip-installs the Python package.
+test-install: lib
+	PYTHON=$(PYTHON) CC=$(CC) sh tests/install/run.sh
+
 # Speed table (decode, prompt, batched decode) on random models of
 # mamba-130m's shape in every weight type. Needs numpy (model generation).
 BENCH_DIR   := $(BUILD)/bench
@@ -58,4 +111,4 @@ bench:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(BUILD) ./mamba
+	rm -rf $(BUILD) ./mamba py/mamba/libmamba.so
