@@ -41,7 +41,7 @@ examples: lib $(addprefix $(BUILD)/,$(EXAMPLES))
 $(BUILD)/%: c-examples/%.c include/mamba.h $(BUILD)/libmamba.a
 	$(CC) $(CFLAGS) -Iinclude $< $(BUILD)/libmamba.a $(STATIC_LIBS) -o $@
 
-test: test-rust test-c
+test: test-rust test-c test-python test-install
 
 test-rust:
 	$(CARGO) test
