@@ -10,6 +10,7 @@
 //! - on failure records a message for `mamba_last_error()` (per thread).
 
 pub mod api;
+pub mod classifier;
 
 use crate::error::{Error, ErrorKind, Result};
 use std::cell::RefCell;

@@ -1,6 +1,7 @@
 //! The math: the Mamba-1 block ([`block`]) and the language-model forward ([`lm`]).
 
 pub mod block;
+pub mod classifier;
 pub mod lm;
 
 pub use block::Dims;
