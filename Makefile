@@ -8,7 +8,7 @@ RELEASE  := target/release
 BUILD    := build
 # What `cargo rustc -- --print native-static-libs` reports for libmamba.a.
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
-EXAMPLES := mamba
+EXAMPLES := mamba kws mnist
 
 .PHONY: all lib examples test test-rust test-c check-header clean
 

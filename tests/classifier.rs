@@ -267,3 +267,249 @@ fn mnist_all_test_images() {
     assert_eq!(correct, 9726);
     assert!(worst < 1e-3);
 }
+
+// ---------------------------------------------------------------------------
+// Lineage (c): the Mamba-KWS MFCC model, random weights from the generator
+// that py/make_classifier_fixtures.py uses (reimplemented here bit for bit).
+// ---------------------------------------------------------------------------
+
+mod lineage_c {
+    use mamba::model::classifier::*;
+    use mamba::model::{MixerWeights, Tensor};
+
+    fn fnv1a64(s: &str) -> u64 {
+        let mut h: u64 = 0xCBF29CE484222325;
+        for b in s.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100000001B3);
+        }
+        h
+    }
+
+    pub fn uniform(name: &str, n: usize) -> Vec<f32> {
+        let seed = fnv1a64(name);
+        (0..n as u64)
+            .map(|i| {
+                let x = seed.wrapping_add((i + 1).wrapping_mul(0x9E3779B97F4A7C15));
+                let mut z = (x ^ (x >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+                z ^= z >> 31;
+                (z >> 40) as f32 * (1.0 / (1u32 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    fn gen(name: &str, shape: &[usize]) -> Vec<f32> {
+        let n: usize = shape.iter().product();
+        let u = uniform(name, n);
+        let leaf = name.rsplit('.').next().unwrap();
+        let fan_in = *shape.last().unwrap() as f32;
+        let norm = name.starts_with("input_proj.1.")
+            || name.contains(".norm.")
+            || name.starts_with("norm_f.");
+        u.into_iter()
+            .map(|u| {
+                if name.ends_with("conv1d.weight") {
+                    u * 2.0 * 0.5
+                } else if leaf == "A_log" {
+                    1.4 + u * 2.8
+                } else if leaf == "D" {
+                    1.0 + u
+                } else if name.ends_with("dt_proj.bias") {
+                    -4.6 + u * 4.0
+                } else if norm {
+                    if leaf == "weight" {
+                        1.0 + u * 0.5
+                    } else {
+                        u * 0.5
+                    }
+                } else if leaf == "weight" {
+                    u * 2.0 / fan_in.sqrt()
+                } else {
+                    u * 0.2
+                }
+            })
+            .collect()
+    }
+
+    fn t(name: &str, rows: usize, cols: usize) -> Tensor {
+        Tensor::from_f32(&gen(name, &[rows, cols]), rows, cols)
+    }
+    fn v(name: &str, n: usize) -> Tensor {
+        Tensor::from_f32(&gen(name, &[n]), 1, n)
+    }
+    fn linear(name: &str, out: usize, inp: usize) -> Linear {
+        Linear {
+            weight: t(&format!("{name}.weight"), out, inp),
+            bias: Some(v(&format!("{name}.bias"), out)),
+        }
+    }
+    fn layer_norm(name: &str, d: usize) -> Norm {
+        Norm {
+            kind: NormKind::Layer,
+            eps: 1e-5,
+            weight: v(&format!("{name}.weight"), d),
+            bias: Some(v(&format!("{name}.bias"), d)),
+        }
+    }
+
+    pub fn model(d: usize, n_layers: usize) -> ClassifierModel {
+        let (di, ds, dc, dr, nc) = (2 * d, 16, 4, d.div_ceil(16), 12);
+        let config = ClassifierConfig {
+            input: InputKind::Features,
+            input_width: 40,
+            input_frames: 0,
+            proj_width: d,
+            frontend_norm: Some(NormKind::Layer),
+            frontend_norm_eps: 1e-5,
+            frontend_silu: true,
+            cls: ClsPos::None,
+            transpose: false,
+            n_layers,
+            d_model: d,
+            d_inner: di,
+            d_state: ds,
+            d_conv: dc,
+            dt_rank: dr,
+            block_style: BlockStyle::PreNormResidual,
+            norm: NormKind::Layer,
+            norm_eps: 1e-5,
+            final_norm: Some(NormKind::Layer),
+            final_norm_eps: 1e-5,
+            pooling: Pooling::Mean,
+            head: HeadKind::Mlp,
+            head_hidden: d / 2,
+            n_classes: nc,
+            labels: vec![],
+        };
+        let layers = (0..n_layers)
+            .map(|i| {
+                let p = |s: &str| format!("layers.{i}.mixer.{s}");
+                let a: Vec<f32> = gen(&p("A_log"), &[di, ds])
+                    .iter()
+                    .map(|x| -x.exp())
+                    .collect();
+                ClassifierLayer {
+                    norm: layer_norm(&format!("layers.{i}.norm"), d),
+                    mixer: MixerWeights {
+                        in_proj: t(&p("in_proj.weight"), 2 * di, d),
+                        in_proj_bias: None,
+                        conv_w: Tensor::from_f32(&gen(&p("conv1d.weight"), &[di, 1, dc]), di, dc),
+                        conv_b: Some(v(&p("conv1d.bias"), di)),
+                        x_proj: t(&p("x_proj.weight"), dr + 2 * ds, di),
+                        dt_proj: t(&p("dt_proj.weight"), di, dr),
+                        dt_bias: v(&p("dt_proj.bias"), di),
+                        a: Tensor::from_f32(&a, di, ds),
+                        d: v(&p("D"), di),
+                        out_proj: t(&p("out_proj.weight"), d, di),
+                        out_proj_bias: None,
+                    },
+                }
+            })
+            .collect();
+        let weights = ClassifierWeights {
+            frontend: linear("input_proj.0", d, 40),
+            frontend_norm: Some(layer_norm("input_proj.1", d)),
+            cls_token: None,
+            layers,
+            final_norm: Some(layer_norm("norm_f", d)),
+            head_hidden: Some(linear("classifier.0", d / 2, d)),
+            head: linear("classifier.2", nc, d / 2),
+        };
+        ClassifierModel::new(config, weights, "lineage (c)", 0).unwrap()
+    }
+}
+
+/// Runs every case of `variant` in mfcc_reference.npz through `m`; returns the worst |Δlogit|.
+fn lineage_c_worst(m: &ClassifierModel, variant: &str) -> f32 {
+    let npz = fixture("mfcc_reference.npz");
+    let mut worst = 0f32;
+    for case in ["full", "masked", "one"] {
+        let x = npz::read(&npz, &format!("{variant}_{case}_x"));
+        let lengths = npz::read(&npz, &format!("{variant}_{case}_lengths")).i64();
+        let want = npz::read(&npz, &format!("{variant}_{case}_logits")).f32();
+        let (b, t, w) = (x.shape[0], x.shape[1], x.shape[2]);
+        assert_eq!(w, 40);
+        let xs = x.f32();
+        for i in 0..b {
+            let len = lengths[i] as usize;
+            let got = logits_of(m, &xs[i * t * w..(i * t + len) * w], len);
+            worst = worst.max(max_abs_diff(&got, &want[i * 12..(i + 1) * 12]));
+        }
+    }
+    worst
+}
+
+#[test]
+fn lineage_c_generator_matches_python() {
+    // first values of the generator, as numpy computes them
+    let u = lineage_c::uniform("input_proj.0.weight", 3);
+    let want = [
+        -0x19270600 as f32 / (1u64 << 32) as f32,
+        0x11c1acc0 as f32 / (1u64 << 30) as f32,
+        -0x16f1c800 as f32 / (1u64 << 33) as f32,
+    ];
+    assert_eq!(u, want);
+}
+
+#[test]
+fn lineage_c_all_variants_match_pytorch() {
+    for (variant, d, n) in [("small", 64, 8), ("medium", 128, 10), ("large", 192, 12)] {
+        let m = lineage_c::model(d, n);
+        let worst = lineage_c_worst(&m, variant);
+        eprintln!("lineage (c) {variant}: max |Δlogit| {worst:.3e}");
+        assert!(worst <= 1e-4, "{variant}: {worst}");
+    }
+}
+
+#[test]
+fn lineage_c_small_gguf_export_matches_pytorch() {
+    let m = classifier(&fixture("mfcc_small.gguf"));
+    assert_eq!(m.config.label(10), "silence");
+    let worst = lineage_c_worst(&m, "small");
+    eprintln!("lineage (c) small from GGUF: max |Δlogit| {worst:.3e}");
+    assert!(worst <= 1e-4);
+}
+
+#[test]
+fn lineage_c_masked_batch_through_c_api() {
+    use mamba::ffi::api::*;
+    use mamba::ffi::classifier::*;
+    let npz = fixture("mfcc_reference.npz");
+    let x = npz::read(&npz, "small_masked_x");
+    let lengths: Vec<i32> = npz::read(&npz, "small_masked_lengths")
+        .i64()
+        .iter()
+        .map(|&v| v as i32)
+        .collect();
+    let want = npz::read(&npz, "small_masked_logits").f32();
+    let (b, t) = (x.shape[0], x.shape[1]);
+    let path = std::ffi::CString::new(fixture("mfcc_small.gguf").to_str().unwrap()).unwrap();
+    let mut model = std::ptr::null_mut();
+    let mut classes = vec![-1i32; b];
+    let mut probs = vec![0f32; b * 12];
+    let mut logits = vec![0f32; b * 12];
+    unsafe {
+        assert_eq!(
+            mamba_model_load(path.as_ptr(), std::ptr::null(), &mut model),
+            mamba::ffi::mamba_status::MAMBA_OK
+        );
+        let st = mamba_classify_features(
+            model,
+            x.f32().as_ptr(),
+            b,
+            t,
+            lengths.as_ptr(),
+            classes.as_mut_ptr(),
+            probs.as_mut_ptr(),
+            logits.as_mut_ptr(),
+        );
+        assert_eq!(st, mamba::ffi::mamba_status::MAMBA_OK);
+        mamba_model_free(model);
+    }
+    assert!(max_abs_diff(&logits, &want) <= 1e-4);
+    for i in 0..b {
+        assert_eq!(classes[i] as usize, cf::argmax(&want[i * 12..(i + 1) * 12]));
+        let s: f32 = probs[i * 12..(i + 1) * 12].iter().sum();
+        assert!((s - 1.0).abs() < 1e-5);
+    }
+}

@@ -311,6 +311,12 @@ pub unsafe extern "C" fn mamba_classify_wav(
     guard("mamba_classify_wav", || {
         let h = classifier(model)?;
         let path = cstr_path(path, "path")?;
+        if h.model.frontend.is_none() {
+            return Err(Error::invalid(
+                "the model does not take audio (its input is not MFCC features)",
+            )
+            .into());
+        }
         let wav = crate::audio::read_wav_file(path)?;
         if wav.channels != 1 {
             crate::audio::require_mono_16k(&wav).map_err(|e| e.context(path))?;
