@@ -513,3 +513,133 @@ fn lineage_c_masked_batch_through_c_api() {
         assert!((s - 1.0).abs() < 1e-5);
     }
 }
+
+// ---------------------------------------------------------------------------
+// The C project's v1 classifier files: written here from the GGUF exports in
+// the §5 layouts, then loaded through the size-based family detection.
+// ---------------------------------------------------------------------------
+
+fn v1_header(ints: [usize; 8]) -> Vec<u8> {
+    let mut b = vec![0u8; 256];
+    b[..4].copy_from_slice(&0x4d61_6d62u32.to_le_bytes());
+    b[4..8].copy_from_slice(&1i32.to_le_bytes());
+    for (i, v) in ints.iter().enumerate() {
+        b[8 + 4 * i..12 + 4 * i].copy_from_slice(&(*v as i32).to_le_bytes());
+    }
+    b
+}
+
+fn put(b: &mut Vec<u8>, t: &mamba::model::Tensor) {
+    for v in t.to_f32_vec() {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn tmp_path(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("libmamba-classifier-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn v1_kws_file_loads_and_matches_gguf() {
+    let g = classifier(&fixture("kws.gguf"));
+    let (c, w) = (&g.config, &g.weights);
+    let mut b = v1_header([
+        c.n_layers,
+        c.n_classes,
+        c.d_model,
+        c.input_width,
+        c.d_inner,
+        c.dt_rank,
+        c.d_state,
+        c.d_conv,
+    ]);
+    put(&mut b, w.cls_token.as_ref().unwrap());
+    put(&mut b, &w.frontend.weight);
+    put(&mut b, w.frontend.bias.as_ref().unwrap());
+    for k in 0..9 {
+        for l in &w.layers {
+            let m = &l.mixer;
+            let t = [
+                &m.in_proj,
+                &m.conv_w,
+                m.conv_b.as_ref().unwrap(),
+                &m.x_proj,
+                &m.dt_proj,
+                &m.dt_bias,
+                &m.a,
+                &m.d,
+                &m.out_proj,
+            ];
+            put(&mut b, t[k]);
+        }
+    }
+    for l in &w.layers {
+        put(&mut b, &l.norm.weight);
+    }
+    put(&mut b, &w.head.weight);
+    put(&mut b, w.head.bias.as_ref().unwrap());
+    let p = tmp_path("kws_v1.bin");
+    std::fs::write(&p, &b).unwrap();
+    let v = classifier(&p);
+    assert_eq!(v.config, g.config);
+    let x: Vec<f32> = lineage_c::uniform("v1 kws input", 135 * 69);
+    assert_eq!(logits_of(&v, &x, 135), logits_of(&g, &x, 135));
+    // one byte more or less: no family fits, so it is read as a language model and refused
+    std::fs::write(&p, &b[..b.len() - 4]).unwrap();
+    assert!(load_any(p.to_str().unwrap(), &LoadOptions::default()).is_err());
+    std::fs::remove_file(&p).ok();
+}
+
+#[test]
+fn v1_mnist_file_loads_without_the_dropped_biases() {
+    let g = classifier(&fixture("mnist.gguf"));
+    let (c, w) = (&g.config, &g.weights);
+    let mut b = v1_header([
+        c.n_layers,
+        c.input_width,
+        c.d_model,
+        c.d_inner,
+        c.dt_rank,
+        c.d_state,
+        c.d_conv,
+        c.n_classes,
+    ]);
+    put(&mut b, &w.frontend.weight);
+    for l in &w.layers {
+        let m = &l.mixer;
+        for t in [
+            &m.in_proj,
+            &m.conv_w,
+            m.conv_b.as_ref().unwrap(),
+            &m.x_proj,
+            &m.dt_proj,
+            &m.dt_bias,
+            &m.a,
+            &m.d,
+            &m.out_proj,
+        ] {
+            put(&mut b, t);
+        }
+        put(&mut b, &l.norm.weight);
+    }
+    put(&mut b, &w.final_norm.as_ref().unwrap().weight);
+    put(&mut b, &w.head.weight);
+    let p = tmp_path("mnist_v1.bin");
+    std::fs::write(&p, &b).unwrap();
+    let v = classifier(&p);
+    std::fs::remove_file(&p).ok();
+    assert_eq!(v.config, g.config);
+    // the same model with the biases the C exporter drops removed
+    let mut w2 = g.weights.clone();
+    w2.frontend.bias = None;
+    w2.head.bias = None;
+    for l in &mut w2.layers {
+        l.mixer.in_proj_bias = None;
+        l.mixer.out_proj_bias = None;
+    }
+    let stripped = ClassifierModel::new(g.config.clone(), w2, "stripped", 0).unwrap();
+    let x: Vec<f32> = lineage_c::uniform("v1 mnist input", 784);
+    assert_eq!(logits_of(&v, &x, 1), logits_of(&stripped, &x, 1));
+}
