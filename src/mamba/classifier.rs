@@ -5,27 +5,25 @@
 //!   steps ──blocks (pre-norm residual | post-norm)──► [final norm] ──pool──► head ──► logits
 //! ```
 //!
-//! Each sequence starts from a zero state and runs through [`super::block::prompt`]
-//! (matrix-matrix products over all steps). With `lengths`, only the valid
+//! Each sequence starts from a zero state and runs through
+//! [`super::seq_mixer::mixer_seq`] (the math of [`super::block::prompt`],
+//! vectorized across channels; matrix-matrix products over all steps). With `lengths`, only the valid
 //! frames are run: the model is causal, so this equals running the padded
 //! sequence and pooling over the valid steps (a cls token goes after the
 //! valid frames).
 
-use super::block::{self, Scratch};
+use super::seq_mixer::{mixer_seq, SeqScratch};
 use crate::error::{Error, Result};
 use crate::kernels::silu;
 use crate::model::classifier::{BlockStyle, ClassifierModel, ClsPos, HeadKind, InputKind, Pooling};
 
 /// Reusable buffers for one sequence at a time (one per thread).
 pub struct Workspace {
-    scratch: Scratch,
-    cap: usize,
+    scratch: SeqScratch,
     proj: Vec<f32>,
     x: Vec<f32>,
     tmp: Vec<f32>,
     mix: Vec<f32>,
-    conv: Vec<f32>,
-    ssm: Vec<f32>,
     pooled: Vec<f32>,
     hidden: Vec<f32>,
 }
@@ -34,14 +32,11 @@ impl Workspace {
     pub fn new(m: &ClassifierModel) -> Workspace {
         let c = &m.config;
         Workspace {
-            scratch: Scratch::new(&c.dims(), 1),
-            cap: 0,
+            scratch: SeqScratch::default(),
             proj: Vec::new(),
             x: Vec::new(),
             tmp: Vec::new(),
             mix: Vec::new(),
-            conv: vec![0.0; c.d_inner * c.d_conv],
-            ssm: vec![0.0; c.d_inner * c.d_state],
             pooled: vec![0.0; c.pooled_width()],
             hidden: vec![0.0; c.head_hidden],
         }
@@ -49,10 +44,6 @@ impl Workspace {
 
     fn reserve(&mut self, m: &ClassifierModel, steps: usize, rows: usize) {
         let c = &m.config;
-        if steps > self.cap {
-            self.scratch = Scratch::new(&c.dims(), steps);
-            self.cap = steps;
-        }
         let n = steps * c.d_model;
         for v in [&mut self.x, &mut self.tmp, &mut self.mix] {
             if v.len() < n {
@@ -149,38 +140,18 @@ pub fn forward(
     // 3. blocks.
     let dims = c.dims();
     for layer in &w.layers {
-        ws.conv.fill(0.0);
-        ws.ssm.fill(0.0);
         let tmp = &mut ws.tmp[..steps * dm];
         let mix = &mut ws.mix[..steps * dm];
         match c.block_style {
             BlockStyle::PreNormResidual => {
                 layer.norm.apply(x, tmp);
-                block::prompt(
-                    &layer.mixer,
-                    &dims,
-                    &mut ws.conv,
-                    &mut ws.ssm,
-                    tmp,
-                    steps,
-                    &mut ws.scratch,
-                    mix,
-                );
+                mixer_seq(&layer.mixer, &dims, tmp, steps, &mut ws.scratch, mix);
                 for (xv, mv) in x.iter_mut().zip(mix.iter()) {
                     *xv += mv;
                 }
             }
             BlockStyle::PostNorm => {
-                block::prompt(
-                    &layer.mixer,
-                    &dims,
-                    &mut ws.conv,
-                    &mut ws.ssm,
-                    x,
-                    steps,
-                    &mut ws.scratch,
-                    mix,
-                );
+                mixer_seq(&layer.mixer, &dims, x, steps, &mut ws.scratch, mix);
                 layer.norm.apply(mix, x);
             }
         }

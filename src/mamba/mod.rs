@@ -3,5 +3,6 @@
 pub mod block;
 pub mod classifier;
 pub mod lm;
+pub mod seq_mixer;
 
 pub use block::Dims;
