@@ -191,7 +191,7 @@ fn mixer_seq_body(
     }
     let h = grow(&mut s.h, ds * di);
     h.fill(0.0);
-    let da = grow(&mut s.da, ds * di);
+    let da = grow(&mut s.da, di);
     let y = grow(&mut s.y, n * di);
     let dvec = w.d.as_f32();
     for t in 0..n {
@@ -199,19 +199,18 @@ fn mixer_seq_body(
         let ut = &u[t * di..(t + 1) * di];
         let bvec = &dbl[t * nd + r..t * nd + r + ds];
         let cvec = &dbl[t * nd + r + ds..t * nd + r + 2 * ds];
-        for st in 0..ds {
-            let (dr, ar) = (&mut da[st * di..(st + 1) * di], &at[st * di..(st + 1) * di]);
-            for ((o, &dv), &av) in dr.iter_mut().zip(dtt).zip(ar) {
-                *o = dv * av;
-            }
-        }
-        exp_slice(da);
         let yt = &mut y[t * di..(t + 1) * di];
         yt.fill(0.0);
         for st in 0..ds {
+            // exp(dt·A) for this state's row of channels (stays in L1)
+            let (dr, ar) = (&mut da[..di], &at[st * di..(st + 1) * di]);
+            for ((o, &dv), &av) in dr.iter_mut().zip(dtt).zip(ar) {
+                *o = dv * av;
+            }
+            exp_slice(dr);
             let (b, c) = (bvec[st], cvec[st]);
             let hr = &mut h[st * di..(st + 1) * di];
-            let dr = &da[st * di..(st + 1) * di];
+            let dr = &da[..di];
             for ((((hv, &e), &dv), &uv), yv) in
                 hr.iter_mut().zip(dr).zip(dtt).zip(ut).zip(yt.iter_mut())
             {
