@@ -53,7 +53,10 @@ def load_checkpoint(path: str):
     except ImportError:
         raise ClassifierExportError("reading a PyTorch checkpoint needs torch (pip install torch)")
     _install_standins()
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # not a pickle / zip checkpoint
+        raise ClassifierExportError(f"{path}: not a PyTorch checkpoint ({e.__class__.__name__}: {e})")
     info = {}
     sd = ck
     if isinstance(ck, dict):
