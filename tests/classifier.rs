@@ -643,3 +643,55 @@ fn v1_mnist_file_loads_without_the_dropped_biases() {
     let x: Vec<f32> = lineage_c::uniform("v1 mnist input", 784);
     assert_eq!(logits_of(&v, &x, 1), logits_of(&stripped, &x, 1));
 }
+
+#[test]
+fn kws_wav_features_match_librosa() {
+    // MFCC + deltas from the WAVs vs the reference's librosa features: within
+    // 1e-3 of each feature row's range, for every file.
+    let Some(npz) = shared("reference/kws_best_model_95.npz") else {
+        return;
+    };
+    let Some(wavs) = shared("data/kws/wav") else {
+        return;
+    };
+    let m = classifier(&fixture("kws.gguf"));
+    let files = npz::read(&npz, "files").strings();
+    let want = npz::read(&npz, "features").f32();
+    let fe = m.frontend.as_ref().unwrap();
+    let mut worst = 0f32;
+    for (i, f) in files.iter().enumerate() {
+        let s = mamba::audio::read_mono_16k_file(wavs.join(f).to_str().unwrap()).unwrap();
+        let got = fe.features(&s);
+        let w = &want[i * 69 * 135..(i + 1) * 69 * 135];
+        for r in 0..69 {
+            let row = &w[r * 135..(r + 1) * 135];
+            let range = row.iter().cloned().fold(f32::MIN, f32::max)
+                - row.iter().cloned().fold(f32::MAX, f32::min);
+            let d = max_abs_diff(&got[r * 135..(r + 1) * 135], row) / range.max(1e-6);
+            worst = worst.max(d);
+        }
+    }
+    eprintln!("KWS features vs librosa: worst row-relative difference {worst:.2e}");
+    assert!(worst <= 1e-3);
+}
+
+#[test]
+fn malformed_classifier_files_fail_cleanly() {
+    let bytes = std::fs::read(fixture("kws.gguf")).unwrap();
+    // (the last 24 bytes are alignment padding after the last tensor)
+    for cut in [8, 100, 1000, bytes.len() / 2, bytes.len() - 64] {
+        let p = tmp_path(&format!("cut{cut}.gguf"));
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let e = load_any(p.to_str().unwrap(), &LoadOptions::default())
+            .err()
+            .expect("truncated file must fail");
+        assert!(e.to_string().contains("cut"), "{e}");
+        std::fs::remove_file(&p).ok();
+    }
+    // a wrong frame count through the features entry point
+    let m = classifier(&fixture("kws.gguf"));
+    let mut ws = Workspace::new(&m);
+    let mut out = vec![0f32; 10];
+    assert!(cf::forward(&m, &mut ws, &vec![0.0; 100 * 69], 100, &mut out).is_err());
+    assert!(cf::audio_features(&m, &[0.0; 16000], 8000).is_err());
+}
