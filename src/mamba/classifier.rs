@@ -105,7 +105,20 @@ pub fn forward(
     {
         let proj = &mut ws.proj[..rows * p];
         let body = &mut proj[first * p..(first + n_frames) * p];
-        w.frontend.apply(features, n_frames, body);
+        super::seq_gemm::matmul(
+            &w.frontend.weight,
+            m.packed.frontend.as_ref(),
+            features,
+            n_frames,
+            body,
+        );
+        if let Some(b) = &w.frontend.bias {
+            for row in body.chunks_exact_mut(p) {
+                for (v, bv) in row.iter_mut().zip(b.as_f32()) {
+                    *v += bv;
+                }
+            }
+        }
         if let Some(norm) = &w.frontend_norm {
             let tmp = &mut ws.tmp[..n_frames * p];
             tmp.copy_from_slice(body);
@@ -139,19 +152,27 @@ pub fn forward(
 
     // 3. blocks.
     let dims = c.dims();
-    for layer in &w.layers {
+    for (layer, packed) in w.layers.iter().zip(&m.packed.layers) {
         let tmp = &mut ws.tmp[..steps * dm];
         let mix = &mut ws.mix[..steps * dm];
         match c.block_style {
             BlockStyle::PreNormResidual => {
                 layer.norm.apply(x, tmp);
-                mixer_seq(&layer.mixer, &dims, tmp, steps, &mut ws.scratch, mix);
+                mixer_seq(
+                    &layer.mixer,
+                    packed,
+                    &dims,
+                    tmp,
+                    steps,
+                    &mut ws.scratch,
+                    mix,
+                );
                 for (xv, mv) in x.iter_mut().zip(mix.iter()) {
                     *xv += mv;
                 }
             }
             BlockStyle::PostNorm => {
-                mixer_seq(&layer.mixer, &dims, x, steps, &mut ws.scratch, mix);
+                mixer_seq(&layer.mixer, packed, &dims, x, steps, &mut ws.scratch, mix);
                 layer.norm.apply(mix, x);
             }
         }

@@ -3,6 +3,7 @@
 pub mod block;
 pub mod classifier;
 pub mod lm;
+pub mod seq_gemm;
 pub mod seq_mixer;
 
 pub use block::Dims;

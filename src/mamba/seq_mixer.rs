@@ -6,6 +6,7 @@
 //! scan's exp(dt·A)) goes through the vectorized [`exp_slice`]. The final
 //! state is not kept (a classifier never continues a sequence).
 
+use super::seq_gemm::{self, Packed};
 use super::Dims;
 use crate::kernels::{self, exp_slice};
 use crate::model::MixerWeights;
@@ -84,6 +85,7 @@ fn softplus_slice(x: &mut [f32], tmp: &mut [f32]) {
 #[allow(clippy::too_many_arguments)]
 pub fn mixer_seq(
     w: &MixerWeights,
+    packed: &[Option<Packed>; 3],
     d: &Dims,
     x: &[f32],
     n: usize,
@@ -94,28 +96,30 @@ pub fn mixer_seq(
     {
         if kernels::simd::isa() == kernels::simd::Isa::Avx512 {
             // SAFETY: the CPU has AVX-512F (and with it AVX2/FMA), checked by `isa`.
-            return unsafe { mixer_seq_avx512(w, d, x, n, s, out) };
+            return unsafe { mixer_seq_avx512(w, packed, d, x, n, s, out) };
         }
     }
-    mixer_seq_body(w, d, x, n, s, out)
+    mixer_seq_body(w, packed, d, x, n, s, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn mixer_seq_avx512(
     w: &MixerWeights,
+    packed: &[Option<Packed>; 3],
     d: &Dims,
     x: &[f32],
     n: usize,
     s: &mut SeqScratch,
     out: &mut [f32],
 ) {
-    mixer_seq_body(w, d, x, n, s, out)
+    mixer_seq_body(w, packed, d, x, n, s, out)
 }
 
 #[inline(always)]
 fn mixer_seq_body(
     w: &MixerWeights,
+    packed: &[Option<Packed>; 3],
     d: &Dims,
     x: &[f32],
     n: usize,
@@ -127,7 +131,7 @@ fn mixer_seq_body(
 
     // 1. in_proj: [xs | z] per step.
     let xz = grow(&mut s.xz, n * 2 * di);
-    kernels::matmul(&w.in_proj, x, n, xz);
+    seq_gemm::matmul(&w.in_proj, packed[0].as_ref(), x, n, xz);
     if let Some(b) = &w.in_proj_bias {
         let b = b.as_f32();
         for row in xz.chunks_exact_mut(2 * di) {
@@ -166,7 +170,7 @@ fn mixer_seq_body(
 
     // 3. x_proj → [dt_low | B | C]; 4. dt = softplus(dt_proj(dt_low) + bias).
     let dbl = grow(&mut s.dbl, n * nd);
-    kernels::matmul(&w.x_proj, u, n, dbl);
+    seq_gemm::matmul(&w.x_proj, packed[1].as_ref(), u, n, dbl);
     let dt_low = grow(&mut s.dt_low, n * r);
     for t in 0..n {
         dt_low[t * r..(t + 1) * r].copy_from_slice(&dbl[t * nd..t * nd + r]);
@@ -236,7 +240,7 @@ fn mixer_seq_body(
 
     // 6. out_proj.
     let o = &mut out[..n * dm];
-    kernels::matmul(&w.out_proj, y, n, o);
+    seq_gemm::matmul(&w.out_proj, packed[2].as_ref(), y, n, o);
     if let Some(b) = &w.out_proj_bias {
         let b = b.as_f32();
         for row in o.chunks_exact_mut(dm) {

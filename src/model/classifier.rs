@@ -6,6 +6,7 @@
 use super::{MixerWeights, Tensor, MAX_DIM};
 use crate::audio::MfccParams;
 use crate::error::{Error, Result};
+use crate::mamba::seq_gemm::Packed;
 
 /// What the model expects as raw input.
 #[derive(Debug, Clone, PartialEq)]
@@ -406,6 +407,36 @@ pub struct ClassifierModel {
     pub file_bytes: u64,
     /// The audio front end, prepared once (audio models only).
     pub frontend: Option<crate::audio::KwsFrontend>,
+    /// The large f32 matrices packed for the fast sequence GEMM (when the CPU has it).
+    pub packed: PackedWeights,
+}
+
+/// Packed copies (Wᵀ) of the matrices the forward multiplies by whole sequences.
+#[derive(Debug, Clone, Default)]
+pub struct PackedWeights {
+    pub frontend: Option<Packed>,
+    /// Per layer: in_proj, x_proj, out_proj.
+    pub layers: Vec<[Option<Packed>; 3]>,
+}
+
+impl PackedWeights {
+    pub fn new(w: &ClassifierWeights) -> PackedWeights {
+        PackedWeights {
+            frontend: Packed::new(&w.frontend.weight),
+            layers: w
+                .layers
+                .iter()
+                .map(|l| {
+                    let m = &l.mixer;
+                    [
+                        Packed::new(&m.in_proj),
+                        Packed::new(&m.x_proj),
+                        Packed::new(&m.out_proj),
+                    ]
+                })
+                .collect(),
+        }
+    }
 }
 
 impl ClassifierModel {
@@ -432,7 +463,9 @@ impl ClassifierModel {
             }
             _ => None,
         };
+        let packed = PackedWeights::new(&weights);
         Ok(ClassifierModel {
+            packed,
             config,
             weights,
             source: source.to_string(),
