@@ -120,8 +120,8 @@ pub mod npz {
                     .filter(|s| !s.trim().is_empty())
                     .map(|s| s.trim().parse().unwrap())
                     .collect();
-                let item: usize = if descr.starts_with("<U") {
-                    4 * descr[2..].parse::<usize>().unwrap()
+                let item: usize = if let Some(n) = descr.strip_prefix("<U") {
+                    4 * n.parse::<usize>().unwrap()
                 } else {
                     descr[2..].parse().unwrap()
                 };
