@@ -85,7 +85,7 @@ fn softplus_slice(x: &mut [f32], tmp: &mut [f32]) {
 #[allow(clippy::too_many_arguments)]
 pub fn mixer_seq(
     w: &MixerWeights,
-    packed: &[Option<Packed>; 3],
+    packed: &[Option<Packed>; 4],
     d: &Dims,
     x: &[f32],
     n: usize,
@@ -106,7 +106,7 @@ pub fn mixer_seq(
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn mixer_seq_avx512(
     w: &MixerWeights,
-    packed: &[Option<Packed>; 3],
+    packed: &[Option<Packed>; 4],
     d: &Dims,
     x: &[f32],
     n: usize,
@@ -119,7 +119,7 @@ unsafe fn mixer_seq_avx512(
 #[inline(always)]
 fn mixer_seq_body(
     w: &MixerWeights,
-    packed: &[Option<Packed>; 3],
+    packed: &[Option<Packed>; 4],
     d: &Dims,
     x: &[f32],
     n: usize,
@@ -176,7 +176,7 @@ fn mixer_seq_body(
         dt_low[t * r..(t + 1) * r].copy_from_slice(&dbl[t * nd..t * nd + r]);
     }
     let dt = grow(&mut s.dt, n * di);
-    kernels::matmul(&w.dt_proj, dt_low, n, dt);
+    seq_gemm::matmul(&w.dt_proj, packed[3].as_ref(), dt_low, n, dt);
     let dtb = w.dt_bias.as_f32();
     for row in dt.chunks_exact_mut(di) {
         for (v, b) in row.iter_mut().zip(dtb) {

@@ -415,8 +415,8 @@ pub struct ClassifierModel {
 #[derive(Debug, Clone, Default)]
 pub struct PackedWeights {
     pub frontend: Option<Packed>,
-    /// Per layer: in_proj, x_proj, out_proj.
-    pub layers: Vec<[Option<Packed>; 3]>,
+    /// Per layer: in_proj, x_proj, out_proj, dt_proj.
+    pub layers: Vec<[Option<Packed>; 4]>,
 }
 
 impl PackedWeights {
@@ -432,6 +432,7 @@ impl PackedWeights {
                         Packed::new(&m.in_proj),
                         Packed::new(&m.x_proj),
                         Packed::new(&m.out_proj),
+                        Packed::new(&m.dt_proj),
                     ]
                 })
                 .collect(),
