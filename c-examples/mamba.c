@@ -98,6 +98,50 @@ static void run_legacy(const char *model_path, const char *tokenizer_path, const
     free_model(&mamba);
 }
 
+/*
+ * Classifier models (the C project's keyword spotting and MNIST command lines):
+ *   ./mamba kws.bin -i input.raw     raw float32 features, 69 x 135 feature-major
+ *                                    (np.vstack([mfcc, delta, delta2]).tofile), or a .wav
+ *   ./mamba mnist.bin input.bin      784 raw float32 model inputs (normalized pixels)
+ * Prints the label and its probability.
+ */
+static int classify(mamba_model *model, const mamba_model_info *info, const char *input) {
+    if (!input) {
+        fprintf(stderr, "mamba: a classifier needs an input file (-i FILE or a second argument)\n");
+        return EXIT_FAILURE;
+    }
+    size_t len = strlen(input), w = info->input_width, frames = info->input_frames ? info->input_frames : 1;
+    float *probs = malloc(sizeof(float) * info->n_classes), *x = NULL, *t = NULL;
+    int32_t cls = -1;
+    if (!probs) return EXIT_FAILURE;
+    if (len > 4 && strcmp(input + len - 4, ".wav") == 0) {
+        if (mamba_classify_wav(model, input, &cls, probs) != MAMBA_OK) die("classify");
+    } else {
+        FILE *f = fopen(input, "rb");
+        if (!f) {
+            fprintf(stderr, "mamba: cannot open %s\n", input);
+            return EXIT_FAILURE;
+        }
+        x = malloc(sizeof(float) * w * frames);
+        t = malloc(sizeof(float) * w * frames);
+        if (!x || !t || fread(x, sizeof(float), w * frames, f) != w * frames) {
+            fprintf(stderr, "mamba: %s must hold %zu float32 values\n", input, w * frames);
+            return EXIT_FAILURE;
+        }
+        fclose(f);
+        /* feature-major (width x frames) -> frames x width */
+        for (size_t r = 0; r < w; r++)
+            for (size_t c = 0; c < frames; c++) t[c * w + r] = x[r * frames + c];
+        if (mamba_classify_features(model, t, 1, frames, NULL, &cls, probs, NULL) != MAMBA_OK) die("classify");
+    }
+    printf("%s %.4f\n", mamba_model_class_label(model, cls), probs[cls]);
+    free(probs);
+    free(x);
+    free(t);
+    mamba_model_free(model);
+    return EXIT_SUCCESS;
+}
+
 int main(int argc, char **argv) {
     const char *model_path = NULL, *tokenizer_path = NULL, *prompt = NULL;
     const char *mode = "generate", *system_prompt = NULL;
@@ -118,7 +162,11 @@ int main(int argc, char **argv) {
     }
     if (argc < 2) usage();
     model_path = argv[1];
-    for (int i = 2; i < argc; i += 2) {
+    /* classifiers: `./mamba mnist.bin input.bin` takes the input as argument 2 */
+    const char *input_file = NULL;
+    int first_opt = 2;
+    if (argc > 2 && argv[2][0] != '-') input_file = argv[2], first_opt = 3;
+    for (int i = first_opt; i < argc; i += 2) {
         if (i + 1 >= argc || argv[i][0] != '-' || strlen(argv[i]) != 2) usage();
         const char *v = argv[i + 1];
         switch (argv[i][1]) {
@@ -143,7 +191,16 @@ int main(int argc, char **argv) {
     if (threads > 0 && mamba_set_num_threads(threads) != MAMBA_OK) die("threads");
     if (strcmp(mode, "chat") != 0 && strcmp(mode, "generate") != 0) usage();
 
+    mamba_model *model = NULL;
+    mamba_model_info info;
+    mamba_load_options lo = mamba_load_options_default();
+    lo.legacy_bfloat8 = bfloat8;
+    if (mamba_model_load(model_path, &lo, &model) != MAMBA_OK) die("load");
+    if (mamba_model_get_info(model, &info) != MAMBA_OK) die("info");
+    if (info.kind == MAMBA_MODEL_CLASSIFIER) return classify(model, &info, input_file ? input_file : prompt);
+
     if (is_v1_file(model_path)) {
+        mamba_model_free(model);
         /* The C project reads the seed with atoi(): an int, sign-extended. */
         if (seed_arg) seed = (unsigned long long)(long long)(int)strtol(seed_arg, NULL, 10);
         if (seed == 0) seed = (unsigned long long)(unsigned int)time(NULL);
@@ -152,10 +209,6 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    mamba_model *model = NULL;
-    if (mamba_model_load(model_path, NULL, &model) != MAMBA_OK) die("load");
-    mamba_model_info info;
-    if (mamba_model_get_info(model, &info) != MAMBA_OK) die("info");
     if (steps == 0) steps = 256;
 
     mamba_tokenizer *tok = NULL;

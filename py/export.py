@@ -579,6 +579,11 @@ examples:
   %(prog)s ./mamba-130m-hf model.gguf --dtype q8_0
   %(prog)s ./mamba-130m model.bin --legacy                    C project v1 file, float32
   %(prog)s ./mamba-130m model.bin --int8                      v1 int8 + model.bin.scales
+  %(prog)s best_model_95.pth kws.gguf [--dtype int8]           a classifier checkpoint (.pth)
+
+A checkpoint FILE (not a folder) is a sequence classifier: the keyword spotter,
+the MNIST model or the Mamba-KWS MFCC model, recognized by its tensor names
+(py/classifier_export.py, docs/classifier-gguf.md); GGUF f32 or int8 only.
 
 Without --legacy/--int8/--fp16/--bfloat8 the output is GGUF whatever the file
 name says (libmamba tells the formats apart by their magic). The source is
@@ -637,6 +642,21 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     try:
+        if os.path.isfile(args.source):
+            # a single PyTorch checkpoint file: one of the sequence classifiers
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import classifier_export as ce
+            if args.legacy or args.int8 or args.fp16 or args.bfloat8 or args.tokenizer:
+                raise ExportError("classifier checkpoints export to GGUF only (--dtype f32 or int8)")
+            try:
+                what = ce.export(args.source, args.dest, args.dtype, args.name)
+            except ce.ClassifierExportError as e:
+                raise ExportError(str(e))
+            if what is None:
+                raise ExportError(f"{args.source}: not a checkpoint this exporter knows (a language "
+                                  "model is given as a folder; classifiers: see classifier_export.py)")
+            print(f"wrote {args.dest}: {what}", file=sys.stderr)
+            return 0
         folder = resolve_source(args.source)
         m = load_model(folder)
         legacy = args.legacy or args.int8 or args.fp16 or args.bfloat8

@@ -18,7 +18,22 @@ pub const MAMBA_VERSION_PATCH: i32 = 0;
 
 /// An immutable model, shareable by any number of sessions on any threads.
 pub struct mamba_model {
-    model: Arc<Model>,
+    /// The language model (`None` for a classifier).
+    model: Option<Arc<Model>>,
+    /// The classifier (`None` for a language model).
+    pub(crate) classifier: Option<super::classifier::ClassifierHandle>,
+}
+
+impl mamba_model {
+    /// The language model, or an error for a classifier.
+    fn lm(&self) -> std::result::Result<&Arc<Model>, StatusError> {
+        self.model.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "this is a classifier model (use mamba_classify_*; it has no sessions or tokenizer)",
+            )
+            .into()
+        })
+    }
 }
 
 /// One sequence's state over a model. Use a session from one thread at a time.
@@ -74,6 +89,31 @@ pub struct mamba_model_info {
     pub has_tokenizer: i32,
     /// Size of the model file in bytes.
     pub file_bytes: u64,
+    /// Classifiers: the number of classes (0 for a language model).
+    pub n_classes: u32,
+    /// Classifiers: what raw input the model takes.
+    pub input_kind: mamba_input_kind,
+    /// Classifiers: features per frame (784 pixels for an image).
+    pub input_width: u32,
+    /// Classifiers: frames per item the model needs (0 = any number).
+    pub input_frames: u32,
+    /// Audio classifiers: the sample rate they need (Hz).
+    pub sample_rate: u32,
+}
+
+/// The raw input a classifier takes (`mamba_model_info.input_kind`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum mamba_input_kind {
+    /// Not a classifier.
+    MAMBA_INPUT_NONE = 0,
+    /// Frames of features (`mamba_classify_features`).
+    MAMBA_INPUT_FEATURES = 1,
+    /// An image (`mamba_classify_images`, or normalized floats as features).
+    MAMBA_INPUT_IMAGE = 2,
+    /// Mono audio (`mamba_classify_wav`, `mamba_classify_audio_*`, or MFCC features).
+    MAMBA_INPUT_AUDIO = 3,
 }
 
 /// Sampling parameters. Start from `mamba_sampler_params_default()`.
@@ -234,13 +274,17 @@ pub unsafe extern "C" fn mamba_model_load(
             copy: o.copy_file != 0,
             legacy_bfloat8: o.legacy_bfloat8 != 0,
         };
-        let model = format::load(path, &opts)?;
-        *out = register(
-            mamba_model {
-                model: Arc::new(model),
+        let handle = match format::load_any(path, &opts)? {
+            format::AnyModel::Lm(m) => mamba_model {
+                model: Some(Arc::new(m)),
+                classifier: None,
             },
-            Kind::Model,
-        );
+            format::AnyModel::Classifier(c) => mamba_model {
+                model: None,
+                classifier: Some(super::classifier::ClassifierHandle::new(c)),
+            },
+        };
+        *out = register(handle, Kind::Model);
         Ok(())
     })
 }
@@ -264,8 +308,13 @@ pub unsafe extern "C" fn mamba_model_get_info(
     out: *mut mamba_model_info,
 ) -> mamba_status {
     guard("mamba_model_get_info", || {
-        let m = &handle(model, Kind::Model, "model")?.model;
+        let h = handle(model, Kind::Model, "model")?;
         out_ptr(out, "out")?;
+        if let Some(c) = &h.classifier {
+            *out = c.info();
+            return Ok(());
+        }
+        let m = h.lm()?;
         let c = &m.config;
         *out = mamba_model_info {
             kind: mamba_model_kind::MAMBA_MODEL_LANGUAGE,
@@ -279,6 +328,11 @@ pub unsafe extern "C" fn mamba_model_get_info(
             n_logits: c.padded_vocab as u32,
             has_tokenizer: m.tokenizer.is_some() as i32,
             file_bytes: m.file_bytes,
+            n_classes: 0,
+            input_kind: mamba_input_kind::MAMBA_INPUT_NONE,
+            input_width: 0,
+            input_frames: 0,
+            sample_rate: 0,
         };
         Ok(())
     })
@@ -295,7 +349,7 @@ pub unsafe extern "C" fn mamba_model_get_tokenizer(
     out: *mut *mut mamba_tokenizer,
 ) -> mamba_status {
     guard("mamba_model_get_tokenizer", || {
-        let m = &handle(model, Kind::Model, "model")?.model;
+        let m = handle(model, Kind::Model, "model")?.lm()?;
         out_ptr(out, "out")?;
         let tok = m
             .tokenizer
@@ -316,7 +370,7 @@ pub unsafe extern "C" fn mamba_session_new(
     out: *mut *mut mamba_session,
 ) -> mamba_status {
     guard("mamba_session_new", || {
-        let m = &handle(model, Kind::Model, "model")?.model;
+        let m = handle(model, Kind::Model, "model")?.lm()?;
         out_ptr(out, "out")?;
         *out = register(
             mamba_session {

@@ -10,6 +10,7 @@
 //! - on failure records a message for `mamba_last_error()` (per thread).
 
 pub mod api;
+pub mod classifier;
 /// The C project's API; compiled with the default feature `legacy`.
 pub mod legacy;
 

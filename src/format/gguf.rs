@@ -1064,15 +1064,21 @@ pub fn lm_config(f: &GgufFile) -> Result<LmConfig> {
 }
 
 /// Builds tensor views over `backing` for the tensors of a parsed file.
-struct Views<'a> {
-    f: &'a GgufFile,
-    backing: &'a Arc<Backing>,
+pub(crate) struct Views<'a> {
+    pub(crate) f: &'a GgufFile,
+    pub(crate) backing: &'a Arc<Backing>,
 }
 
 impl Views<'_> {
     /// The tensor `name` as rows × cols (ggml {cols, rows}; a 1-D tensor has rows = 1).
     /// `alt` is another accepted ggml shape (e.g. the 3-D conv weight).
-    fn get(&self, name: &str, rows: usize, cols: usize, alt: Option<&[u64]>) -> Result<Tensor> {
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        alt: Option<&[u64]>,
+    ) -> Result<Tensor> {
         let t = self.f.require_tensor(name)?;
         let want: Vec<u64> = if rows == 1 {
             vec![cols as u64]
@@ -1099,7 +1105,7 @@ impl Views<'_> {
         Tensor::view(self.backing, offset, dtype, rows, cols, name)
     }
 
-    fn opt(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Tensor>> {
+    pub(crate) fn opt(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Tensor>> {
         if self.f.tensor(name).is_some() {
             self.get(name, rows, cols, None).map(Some)
         } else {
@@ -1108,11 +1114,17 @@ impl Views<'_> {
     }
 
     /// A tensor that the model needs as f32 (converted on the heap when stored otherwise).
-    fn f32(&self, name: &str, rows: usize, cols: usize, alt: Option<&[u64]>) -> Result<Tensor> {
+    pub(crate) fn f32(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        alt: Option<&[u64]>,
+    ) -> Result<Tensor> {
         Ok(self.get(name, rows, cols, alt)?.into_f32())
     }
 
-    fn f32_opt(&self, name: &str, n: usize) -> Result<Option<Tensor>> {
+    pub(crate) fn f32_opt(&self, name: &str, n: usize) -> Result<Option<Tensor>> {
         Ok(self.opt(name, 1, n)?.map(Tensor::into_f32))
     }
 }

@@ -6,10 +6,13 @@
 //! [`load`] maps the file and picks the loader by its magic. Adding a format
 //! means adding one module and one arm here; the model knows no formats.
 
+pub mod classifier;
 pub mod gguf;
 pub mod v1;
+pub mod v1_classifier;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::model::classifier::ClassifierModel;
 use crate::model::{Backing, Model};
 use std::sync::Arc;
 
@@ -77,4 +80,35 @@ pub fn load(path: &str, opts: &LoadOptions) -> Result<Model> {
         ))
     };
     result
+}
+
+/// A loaded model of either family.
+pub enum AnyModel {
+    Lm(Model),
+    Classifier(ClassifierModel),
+}
+
+/// Loads a language model or a classifier: GGUF by `general.architecture`,
+/// v1 files by which family's reading makes the file size exact.
+pub fn load_any(path: &str, opts: &LoadOptions) -> Result<AnyModel> {
+    let backing = open_backing(path, opts.copy)?;
+    let bytes = backing.bytes();
+    if bytes.len() >= 4 && &bytes[..4] == b"GGUF" {
+        let f = gguf::GgufFile::parse(bytes).map_err(|e| e.context(path))?;
+        if f.get_str_opt("general.architecture").ok().flatten() == Some(classifier::ARCH) {
+            return Ok(AnyModel::Classifier(classifier::load(
+                path,
+                &f,
+                backing.clone(),
+            )?));
+        }
+    } else if bytes.len() >= 4
+        && u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == v1::MAGIC
+    {
+        if let Some(m) = v1_classifier::try_load(path, &backing)? {
+            return Ok(AnyModel::Classifier(m));
+        }
+    }
+    drop(backing);
+    load(path, opts).map(AnyModel::Lm)
 }

@@ -4,6 +4,7 @@
 //! file formats. A model is `Send + Sync` and is shared (behind an `Arc`) by
 //! any number of sessions.
 
+pub mod classifier;
 pub mod tensor;
 
 use crate::error::{Error, Result};
