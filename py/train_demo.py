@@ -26,6 +26,7 @@ byte there, and writes a slice of it to demo/heldout.txt for tests/demo.rs.
 Usage (needs torch, numpy, gguf; pip and network access to PyPI):
     python3 py/train_demo.py                 # about 15 minutes (12 of training), one core
     python3 py/train_demo.py --minutes 2     # quick run
+    python3 py/train_demo.py --steps 960     # as many updates as the committed model
 Outputs: demo/demo.gguf, demo/heldout.txt, demo/train_report.json, and the
 checkpoint folder (default build/demo-ckpt).
 """
@@ -367,6 +368,9 @@ def save_checkpoint(torch, model, cfg: dict, folder: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=12.0, help="training time budget (default 12)")
+    ap.add_argument("--steps", type=int, default=0,
+                    help="train exactly this many steps instead of for --minutes (the committed model: 960); "
+                         "the learning-rate schedule then follows steps, not time")
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--d-state", type=int, default=16)
@@ -412,9 +416,9 @@ def main() -> int:
     last_print = 0.0
     while True:
         el = time.time() - t0
-        if el >= budget:
+        if (a.steps and step >= a.steps) or (not a.steps and el >= budget):
             break
-        frac = el / budget
+        frac = step / a.steps if a.steps else el / budget
         lr = a.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -434,11 +438,13 @@ def main() -> int:
         now = time.time() - t0
         if now - last_print >= 10 or step == 1:
             last_print = now
-            bar = "#" * int(30 * min(1.0, now / budget))
-            print(f"[{bar:<30}] {now / 60:5.1f}/{a.minutes:.0f} min  step {step:5d}  "
+            bar = "#" * int(30 * min(1.0, frac))
+            total = f"{a.steps} steps" if a.steps else f"{a.minutes:.0f} min"
+            print(f"[{bar:<30}] {now / 60:5.1f} min ({total})  step {step:5d}  "
                   f"loss {ema:.3f} bits/byte  lr {lr:.2e}  {seen / now:,.0f} bytes/s", flush=True)
 
-    print(f"trained {step} steps, {seen:,} bytes ({seen / len(train):.2f} epochs) in {(time.time() - t0) / 60:.1f} min",
+    train_minutes = (time.time() - t0) / 60
+    print(f"trained {step} steps, {seen:,} bytes ({seen / len(train):.2f} epochs) in {train_minutes:.1f} min",
           flush=True)
     print("evaluating held-out bits per byte ...", flush=True)
     held_bpb = bits_per_byte(torch, model, held[:EVAL_BYTES], 512, 8)
@@ -482,7 +488,7 @@ def main() -> int:
                  "train_bytes": int(len(train)), "heldout_bytes": int(n_held)},
         "model": {"layers": a.layers, "d_model": a.d_model, "d_state": a.d_state, "vocab": VOCAB,
                   "parameters": int(n_params), "gguf_dtype": a.dtype, "gguf_bytes": size},
-        "training": {"seed": a.seed, "minutes": a.minutes, "steps": step, "bytes_seen": int(seen),
+        "training": {"seed": a.seed, "minutes": round(train_minutes, 1), "steps": step, "bytes_seen": int(seen),
                      "batch": a.batch, "ctx": a.ctx, "lr": a.lr, "final_train_bpb_ema": ema},
         "heldout_bpb": held_bpb, "heldout_unigram_bpb": unigram_bpb,
         "heldout_txt_bpb": slice_bpb, "heldout_txt_unigram_bpb": slice_uni,
