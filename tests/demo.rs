@@ -22,7 +22,9 @@ fn open() -> (Arc<Model>, mamba::tokenizer::GgufVocab) {
     let f = gguf::GgufFile::parse(backing.bytes()).expect("parse");
     let config = gguf::lm_config(&f).expect("config");
     let weights = gguf::lm_weights(&f, &config, &backing).expect("weights");
-    let vocab = gguf::vocab(&f).expect("vocab").expect("demo.gguf carries a tokenizer");
+    let vocab = gguf::vocab(&f)
+        .expect("vocab")
+        .expect("demo.gguf carries a tokenizer");
     let model = Model::new_lm(config, weights, MODEL, backing.bytes().len() as u64).expect("model");
     (Arc::new(model), vocab)
 }
@@ -40,7 +42,10 @@ fn byte_char(b: u8) -> char {
 fn report_number(key: &str) -> f64 {
     let text = std::fs::read_to_string(REPORT).expect("demo/train_report.json");
     let pat = format!("\"{key}\":");
-    let at = text.find(&pat).unwrap_or_else(|| panic!("{key} not in the report")) + pat.len();
+    let at = text
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} not in the report"))
+        + pat.len();
     let rest = text[at..].trim_start();
     let end = rest.find([',', '\n', '}']).unwrap();
     rest[..end].trim().parse().unwrap()
@@ -66,7 +71,11 @@ fn demo_model_is_small_and_carries_a_byte_level_vocabulary() {
     assert_eq!(vocab.tokens.len(), 257);
     assert!(vocab.merges.is_empty(), "byte-level: no merges");
     for b in 0..=255u8 {
-        assert_eq!(vocab.tokens[b as usize], byte_char(b).to_string(), "token {b} is byte {b}");
+        assert_eq!(
+            vocab.tokens[b as usize],
+            byte_char(b).to_string(),
+            "token {b} is byte {b}"
+        );
     }
     assert_eq!(vocab.tokens[b' ' as usize], "Ġ");
     assert_eq!(vocab.tokens[EOT as usize], "<|endoftext|>");
@@ -87,11 +96,17 @@ fn greedy_generation_is_english_looking_text() {
     }
     let text = String::from_utf8_lossy(&out).into_owned();
     eprintln!("greedy: {}{text:?}", String::from_utf8_lossy(PROMPT));
-    let printable = out.iter().filter(|&&b| b == b'\n' || (0x20..0x7f).contains(&b)).count();
+    let printable = out
+        .iter()
+        .filter(|&&b| b == b'\n' || (0x20..0x7f).contains(&b))
+        .count();
     assert!(printable >= 98, "mostly printable ASCII: {text:?}");
     let letters = out.iter().filter(|b| b.is_ascii_alphabetic()).count();
     let spaces = out.iter().filter(|&&b| b == b' ').count();
-    assert!(letters >= 60 && spaces >= 10, "letters {letters}, spaces {spaces}: {text:?}");
+    assert!(
+        letters >= 60 && spaces >= 10,
+        "letters {letters}, spaces {spaces}: {text:?}"
+    );
     // Words, not a stuck loop on one character.
     let words: std::collections::HashSet<&str> = text.split_whitespace().collect();
     assert!(words.len() >= 5, "{text:?}");
@@ -140,7 +155,10 @@ fn heldout_text_is_predicted_well() {
     assert!(bpb < 8.0 - 4.0, "{bpb}");
     assert!(bpb < unigram - 1.0, "model {bpb} vs unigram {unigram}");
     // demo.gguf stores the matrices as f16, the script scored f32 weights.
-    assert!((bpb - expected).abs() < 0.01, "{bpb} vs {expected} from py/train_demo.py");
+    assert!(
+        (bpb - expected).abs() < 0.01,
+        "{bpb} vs {expected} from py/train_demo.py"
+    );
 }
 
 #[test]
@@ -165,14 +183,27 @@ fn library_tokenizer_and_generate_use_the_embedded_vocabulary() {
     let mut s = Session::new(model.clone());
     let mut sampler = Sampler::new(
         model.config.padded_vocab,
-        SamplerParams { temperature: 0.0, ..Default::default() },
+        SamplerParams {
+            temperature: 0.0,
+            ..Default::default()
+        },
     );
     let mut out = Vec::new();
-    let opts = mamba::generate::GenerateOptions { max_tokens: 100, stop_at_eos: true };
-    let stats = mamba::generate::generate(&mut s, &tok, &mut sampler, PROMPT, opts, &mut |p: &[u8]| {
-        out.extend_from_slice(p);
-        true
-    })
+    let opts = mamba::generate::GenerateOptions {
+        max_tokens: 100,
+        stop_at_eos: true,
+    };
+    let stats = mamba::generate::generate(
+        &mut s,
+        &tok,
+        &mut sampler,
+        PROMPT,
+        opts,
+        &mut |p: &[u8]| {
+            out.extend_from_slice(p);
+            true
+        },
+    )
     .unwrap();
     assert_eq!(stats.prompt_tokens, PROMPT.len());
     // The same greedy text as feeding byte ids by hand.
@@ -186,5 +217,8 @@ fn library_tokenizer_and_generate_use_the_embedded_vocabulary() {
         want.push(t as u8);
         logits = s2.forward(t).unwrap().to_vec();
     }
-    assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want));
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&want)
+    );
 }
