@@ -23,7 +23,10 @@ INSTALL    ?= install
 VERSION    := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 .PHONY: all lib examples test test-rust test-c check-header bench clean \
-	install uninstall python test-python test-install
+	install uninstall python test-python test-install demo
+
+DEMO_MODEL  := demo/demo.gguf
+DEMO_PROMPT := And God said
 
 all: lib examples
 
@@ -40,6 +43,14 @@ examples: lib $(addprefix $(BUILD)/,$(EXAMPLES))
 
 $(BUILD)/%: c-examples/%.c include/mamba.h $(BUILD)/libmamba.a
 	$(CC) $(CFLAGS) -Iinclude $< $(BUILD)/libmamba.a $(STATIC_LIBS) -o $@
+
+# Builds everything, then writes text with the bundled demo model (a 1 MB
+# byte-level Mamba trained by py/train_demo.py on the King James Bible).
+demo:
+	@echo "==> [1/2] building libmamba and the mamba CLI (cargo release build; a few minutes the first time)"
+	@$(MAKE) --no-print-directory all
+	@echo "==> [2/2] generating 200 bytes with $(DEMO_MODEL) (see docs/demo.md)"
+	./mamba $(DEMO_MODEL) -n 200 -i "$(DEMO_PROMPT)" -t 0.8 -s 42
 
 test: test-rust test-c test-python test-install
 

@@ -264,6 +264,7 @@ int main(int argc, char **argv) {
         mamba_generate_stats stats;
         if (mamba_generate(session, tok, text, &gp, print_piece, NULL, &stats) != MAMBA_OK) die("generate");
         printf("\n");
+        fflush(stdout); /* the text, then the statistics on stderr */
         fprintf(stderr,
                 "prompt: %d tokens, %.1f tok/s; generation: %d tokens, %.1f tok/s; threads %d\n",
                 stats.prompt_tokens, stats.prompt_tok_per_s, stats.generated_tokens, stats.generate_tok_per_s,

@@ -518,9 +518,12 @@ def write_gguf(m: Model, dest: str, dtype: str = "f32", tokenizer: str | None = 
         wr.add_token_list(tokens)
         wr.add_token_types(types)
         wr.add_token_merges(merges)
-        wr.add_bos_token_id(0)
-        wr.add_eos_token_id(0)
-        wr.add_unk_token_id(0)
+        # bos/eos/unk: the id of an added `<|endoftext|>` token (0 for GPT-NeoX), else 0
+        eot = next((i for i, t in id_to_tok.items() if t == "<|endoftext|>" and i in special), 0)
+        eot = eot if eot < n_rows else 0
+        wr.add_bos_token_id(eot)
+        wr.add_eos_token_id(eot)
+        wr.add_unk_token_id(eot)
 
     def add(name: str, t: np.ndarray, quantizable: bool):
         t = _f32(t)
@@ -605,7 +608,8 @@ GGUF details:
   * the tokenizer is embedded when tokenizer.json sits beside the checkpoint or
     is given with --tokenizer (gpt2/mpt, byte-level token strings, rows padded
     with [PADn] of type UNUSED; added special tokens CONTROL, other added
-    tokens USER_DEFINED; bos/eos/unk = 0).
+    tokens USER_DEFINED; bos/eos/unk = the id of an added <|endoftext|>
+    token, else 0).
 
 v1 details (--legacy, --int8, --fp16, --bfloat8):
   256-byte header (magic 0x4d616d62, version 1, n_layers, vocab_size, dim,
