@@ -530,6 +530,91 @@ mamba_generate_params mamba_generate_params_default(void);
  */
 mamba_status mamba_generate(mamba_session *session, const mamba_tokenizer *tokenizer, const char *prompt, const mamba_generate_params *params, mamba_piece_callback callback, void *user_data, mamba_generate_stats *stats);
 
+/**
+ * Classifies `n_items` sequences of frames of features. `features` holds
+ * `n_items × n_frames × input_width` floats (item-major, then frame-major:
+ * frames × features row-major per item; `input_width` from
+ * `mamba_model_get_info`). `lengths` (NULL = all `n_frames`) gives each
+ * item's valid frames (1..=n_frames); the padding after them is ignored.
+ * Writes, when not NULL: `classes` (n_items), `probs` (softmax) and
+ * `logits` (n_items × n_classes each). For an audio model the features are
+ * MFCC + delta + delta-delta per frame (see `mamba_audio_features`); for an
+ * image model the normalized pixels, one frame.
+ *
+ * # Safety
+ * `model` a live handle; the buffers as large as stated above.
+ */
+mamba_status mamba_classify_features(const mamba_model *model, const float *features, uintptr_t n_items, uintptr_t n_frames, const int32_t *lengths, int32_t *classes, float *probs, float *logits);
+
+/**
+ * Classifies `n_images` images of `input_width` bytes each (0..255, row-major;
+ * 784 for MNIST), normalized as the model file says. `classes` (n_images) and
+ * `probs` (n_images × n_classes) may each be NULL.
+ *
+ * # Safety
+ * `model` a live handle; the buffers as large as stated above.
+ */
+mamba_status mamba_classify_images(const mamba_model *model, const uint8_t *pixels, uintptr_t n_images, int32_t *classes, float *probs);
+
+/**
+ * Classifies one clip of mono float samples in [-1, 1] at `sample_rate` Hz
+ * (an audio model: the clip is peak-normalized and padded or cut to the
+ * model's clip length, then MFCC features are computed). Writes the class
+ * to `*class_index` and the n_classes probabilities to `probs`; either may be NULL.
+ *
+ * # Safety
+ * `model` a live handle; `samples` `n_samples` floats; `probs` NULL or n_classes floats.
+ */
+mamba_status mamba_classify_audio_f32(const mamba_model *model, const float *samples, uintptr_t n_samples, int32_t sample_rate, int32_t *class_index, float *probs);
+
+/**
+ * Like `mamba_classify_audio_f32` for 16-bit PCM samples (s / 32768).
+ *
+ * # Safety
+ * As `mamba_classify_audio_f32`.
+ */
+mamba_status mamba_classify_audio_i16(const mamba_model *model, const int16_t *samples, uintptr_t n_samples, int32_t sample_rate, int32_t *class_index, float *probs);
+
+/**
+ * Classifies a WAV file (PCM 16-bit or float, mono, at the model's sample
+ * rate; anything else is an error naming the file).
+ *
+ * # Safety
+ * `path` NUL-terminated; otherwise as `mamba_classify_audio_f32`.
+ */
+mamba_status mamba_classify_wav(const mamba_model *model, const char *path, int32_t *class_index, float *probs);
+
+/**
+ * The model input of one audio clip: `input_frames × input_width` floats
+ * (frames × (MFCC, delta, delta-delta), row-major), as
+ * `mamba_classify_features` takes them. `out_len` must be at least that.
+ *
+ * # Safety
+ * `model` a live handle; `samples` `n_samples` floats; `out` `out_len` floats.
+ */
+mamba_status mamba_audio_features(const mamba_model *model, const float *samples, uintptr_t n_samples, int32_t sample_rate, float *out, uintptr_t out_len);
+
+/**
+ * The label of class `index` ("down", "7", ...), or NULL (with an error
+ * message) for a bad model or index. Valid while the model lives.
+ *
+ * # Safety
+ * `model` a live handle.
+ */
+const char *mamba_model_class_label(const mamba_model *model, int32_t index);
+
+/**
+ * Reads an IDX file of unsigned bytes (MNIST images or labels), plain or
+ * gzip-compressed. Writes the dimensions to `dims` (up to `dims_len`) and
+ * their count to `*n_dims`. With `data` NULL only the dimensions are
+ * reported; otherwise `data_len` must hold the product of the dimensions
+ * (else MAMBA_ERR_BUFFER_TOO_SMALL) and the bytes are copied there.
+ *
+ * # Safety
+ * `path` NUL-terminated; `dims` `dims_len` u32; `n_dims` writable; `data` NULL or `data_len` bytes.
+ */
+mamba_status mamba_read_idx(const char *path, uint32_t *dims, uintptr_t dims_len, uint32_t *n_dims, uint8_t *data, uintptr_t data_len);
+
 #if defined(MAMBA_LEGACY_API)
 /**
  * Loads a model file (the C project's v1 files, float32 or int8/fp16 with
@@ -763,91 +848,6 @@ void generate(Mamba *m, Tokenizer *t, Sampler *s, char *prompt, int steps);
  */
 void chat(Mamba *m, Tokenizer *t, Sampler *s, char *cli_user_prompt, char *cli_system_prompt, int steps);
 #endif
-
-/**
- * Classifies `n_items` sequences of frames of features. `features` holds
- * `n_items × n_frames × input_width` floats (item-major, then frame-major:
- * frames × features row-major per item; `input_width` from
- * `mamba_model_get_info`). `lengths` (NULL = all `n_frames`) gives each
- * item's valid frames (1..=n_frames); the padding after them is ignored.
- * Writes, when not NULL: `classes` (n_items), `probs` (softmax) and
- * `logits` (n_items × n_classes each). For an audio model the features are
- * MFCC + delta + delta-delta per frame (see `mamba_audio_features`); for an
- * image model the normalized pixels, one frame.
- *
- * # Safety
- * `model` a live handle; the buffers as large as stated above.
- */
-mamba_status mamba_classify_features(const mamba_model *model, const float *features, uintptr_t n_items, uintptr_t n_frames, const int32_t *lengths, int32_t *classes, float *probs, float *logits);
-
-/**
- * Classifies `n_images` images of `input_width` bytes each (0..255, row-major;
- * 784 for MNIST), normalized as the model file says. `classes` (n_images) and
- * `probs` (n_images × n_classes) may each be NULL.
- *
- * # Safety
- * `model` a live handle; the buffers as large as stated above.
- */
-mamba_status mamba_classify_images(const mamba_model *model, const uint8_t *pixels, uintptr_t n_images, int32_t *classes, float *probs);
-
-/**
- * Classifies one clip of mono float samples in [-1, 1] at `sample_rate` Hz
- * (an audio model: the clip is peak-normalized and padded or cut to the
- * model's clip length, then MFCC features are computed). Writes the class
- * to `*class_index` and the n_classes probabilities to `probs`; either may be NULL.
- *
- * # Safety
- * `model` a live handle; `samples` `n_samples` floats; `probs` NULL or n_classes floats.
- */
-mamba_status mamba_classify_audio_f32(const mamba_model *model, const float *samples, uintptr_t n_samples, int32_t sample_rate, int32_t *class_index, float *probs);
-
-/**
- * Like `mamba_classify_audio_f32` for 16-bit PCM samples (s / 32768).
- *
- * # Safety
- * As `mamba_classify_audio_f32`.
- */
-mamba_status mamba_classify_audio_i16(const mamba_model *model, const int16_t *samples, uintptr_t n_samples, int32_t sample_rate, int32_t *class_index, float *probs);
-
-/**
- * Classifies a WAV file (PCM 16-bit or float, mono, at the model's sample
- * rate; anything else is an error naming the file).
- *
- * # Safety
- * `path` NUL-terminated; otherwise as `mamba_classify_audio_f32`.
- */
-mamba_status mamba_classify_wav(const mamba_model *model, const char *path, int32_t *class_index, float *probs);
-
-/**
- * The model input of one audio clip: `input_frames × input_width` floats
- * (frames × (MFCC, delta, delta-delta), row-major), as
- * `mamba_classify_features` takes them. `out_len` must be at least that.
- *
- * # Safety
- * `model` a live handle; `samples` `n_samples` floats; `out` `out_len` floats.
- */
-mamba_status mamba_audio_features(const mamba_model *model, const float *samples, uintptr_t n_samples, int32_t sample_rate, float *out, uintptr_t out_len);
-
-/**
- * The label of class `index` ("down", "7", ...), or NULL (with an error
- * message) for a bad model or index. Valid while the model lives.
- *
- * # Safety
- * `model` a live handle.
- */
-const char *mamba_model_class_label(const mamba_model *model, int32_t index);
-
-/**
- * Reads an IDX file of unsigned bytes (MNIST images or labels), plain or
- * gzip-compressed. Writes the dimensions to `dims` (up to `dims_len`) and
- * their count to `*n_dims`. With `data` NULL only the dimensions are
- * reported; otherwise `data_len` must hold the product of the dimensions
- * (else MAMBA_ERR_BUFFER_TOO_SMALL) and the bytes are copied there.
- *
- * # Safety
- * `path` NUL-terminated; `dims` `dims_len` u32; `n_dims` writable; `data` NULL or `data_len` bytes.
- */
-mamba_status mamba_read_idx(const char *path, uint32_t *dims, uintptr_t dims_len, uint32_t *n_dims, uint8_t *data, uintptr_t data_len);
 
 #ifdef __cplusplus
 }  // extern "C"

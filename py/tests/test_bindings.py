@@ -109,14 +109,8 @@ class Base(unittest.TestCase):
         mamba.use_numpy(True)
 
     def tokenizer(self):
-        """The test tokenizer; skips the test while the library cannot load
-        tokenizer.bin yet (the placeholder tokenizer says "not implemented")."""
-        try:
-            return mamba.Tokenizer(self.tok_path)
-        except mamba.MambaError as e:
-            if e.status == mamba.MambaError.ERR_UNSUPPORTED and "not implemented" in e.message:
-                self.skipTest("this libmamba cannot load tokenizer.bin yet: " + e.message)
-            raise
+        """The test tokenizer (a small tokenizer.bin written in setUpClass)."""
+        return mamba.Tokenizer(self.tok_path)
 
     def tearDown(self):
         mamba.use_numpy(True)
@@ -406,9 +400,7 @@ class TestTokenizerAndSampler(Base):
 
     def test_hf_tokenizer_json(self):
         path = os.path.join(ROOT, "..", "shared", "data", "tokenizer", "gpt-neox-20b.json")
-        if not os.path.exists(path):
-            self.skipTest("gpt-neox-20b.json not found at " + path)
-        self.tokenizer()  # skips without a tokenizer implementation
+        self.assertTrue(os.path.exists(path), "../shared/data is missing: " + path)
         with mamba.Tokenizer(path) as tok:
             self.assertEqual(tok.vocab_size, 50281)
             self.assertEqual(tok.encode("Hello world"), [12092, 1533])
@@ -516,7 +508,6 @@ class TestGenerate(Base):
 
     def test_generate_utf8_pieces(self):
         """Multi-byte characters come out as str pieces."""
-        self.tokenizer()  # skips without a tokenizer implementation
         path = os.path.join(self.tmp.name, "high.bin")
         write_tokenizer(path, non_ascii=True)
         tok = mamba.Tokenizer(path)
@@ -550,23 +541,6 @@ def tone_i16(n=16000, rate=16000, hz=440.0, amp=8000.0):
     return array.array("h", [int(amp * math.sin(2.0 * math.pi * hz * i / rate)) for i in range(n)])
 
 
-class TestClassify(Base):
-    def test_missing_symbols_raise_clearly(self):
-        if mamba.has_classify():
-            self.skipTest("this libmamba has the classifier API")
-        with mamba.Model(fixture("B.bin")) as model:
-            self.assertEqual(model.info.n_classes, 0)
-            for call in (lambda: model.classify_features([[0.0] * 4]),
-                         lambda: model.classify_audio([0.0] * 160),
-                         lambda: model.classify_wav("x.wav"),
-                         lambda: model.class_label(0)):
-                with self.assertRaises(mamba.MambaError) as cm:
-                    call()
-                self.assertEqual(cm.exception.status, mamba.MambaError.ERR_UNSUPPORTED)
-                self.assertIn("mamba_", cm.exception.message)
-
-
-@unittest.skipUnless(mamba.has_classify(), "this libmamba lacks the classifier API (mamba_classify_*)")
 class TestClassifyKws(Base):
     """The real keyword spotter (tests/fixtures/classifier/kws.gguf)."""
 
@@ -654,8 +628,7 @@ class TestClassifyKws(Base):
 
     def test_recorded_keywords(self):
         ref = os.path.join(CLASSIFIER, "kws_ref_pred.txt")
-        if not os.path.isdir(KWS_WAV):
-            self.skipTest("KWS recordings not found at " + KWS_WAV)
+        self.assertTrue(os.path.isdir(KWS_WAV), "KWS recordings not found at " + KWS_WAV)
         n = agree = correct = 0
         with open(ref) as f:
             for line in f:
@@ -669,7 +642,6 @@ class TestClassifyKws(Base):
         self.assertGreaterEqual(correct, 97)
 
 
-@unittest.skipUnless(mamba.has_classify(), "this libmamba lacks the classifier API (mamba_classify_*)")
 class TestClassifyImages(Base):
     def test_mnist_model(self):
         with mamba.Model(os.path.join(CLASSIFIER, "mnist.gguf")) as m:
@@ -688,8 +660,7 @@ class TestClassifyImages(Base):
                 m.classify_wav(os.path.join(self.tmp.name, "x.wav"))
 
     def test_mnist_images_match_reference(self):
-        if not os.path.exists(MNIST_IMAGES):
-            self.skipTest("MNIST test images not found at " + MNIST_IMAGES)
+        self.assertTrue(os.path.exists(MNIST_IMAGES), "MNIST test images not found at " + MNIST_IMAGES)
         shape, data = mamba.read_idx(MNIST_IMAGES)
         self.assertEqual(shape, (10000, 28, 28))
         with open(os.path.join(CLASSIFIER, "mnist_ref_pred.u8"), "rb") as f:
