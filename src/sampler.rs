@@ -77,6 +77,73 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+/// The C project's sampling step (c-project.md §3) on `p` (logits, changed
+/// in place): temperature 0 takes the first maximum; otherwise the logits
+/// are divided by the temperature and softmaxed, one coin is drawn, and the
+/// token comes from the whole distribution (top-p outside (0, 1)) or from
+/// the nucleus: candidates with p >= (1-topp)/(n-1), sorted descending, cut
+/// after the cumulative probability first exceeds topp. `index` is scratch.
+pub fn sample_in_place(
+    p: &mut [f32],
+    temperature: f32,
+    topp: f32,
+    rng: &mut u64,
+    index: &mut Vec<(f32, u32)>,
+) -> u32 {
+    let n = p.len();
+    if n == 0 {
+        return 0;
+    }
+    if temperature == 0.0 || !temperature.is_finite() {
+        return argmax(p) as u32;
+    }
+    for v in p.iter_mut() {
+        *v /= temperature;
+    }
+    softmax(p);
+    let coin = random_f32(rng);
+    if topp <= 0.0 || topp >= 1.0 {
+        let mut cdf = 0.0f32;
+        for (i, &v) in p.iter().enumerate() {
+            cdf += v;
+            if coin < cdf {
+                return i as u32;
+            }
+        }
+        return (n - 1) as u32;
+    }
+    let cutoff = (1.0 - topp) / (n as f32 - 1.0);
+    index.clear();
+    index.extend(
+        p.iter()
+            .enumerate()
+            .filter(|(_, &v)| v >= cutoff)
+            .map(|(i, &v)| (v, i as u32)),
+    );
+    index.sort_by(|a, b| b.0.total_cmp(&a.0));
+    if index.is_empty() {
+        return argmax(p) as u32;
+    }
+    let mut cum = 0.0f32;
+    let mut last = index.len() - 1;
+    for (i, &(v, _)) in index.iter().enumerate() {
+        cum += v;
+        if cum > topp {
+            last = i;
+            break;
+        }
+    }
+    let r = coin * cum;
+    let mut cdf = 0.0f32;
+    for &(v, id) in &index[..=last] {
+        cdf += v;
+        if r < cdf {
+            return id;
+        }
+    }
+    index[last].1
+}
+
 impl Sampler {
     pub fn new(vocab: usize, params: SamplerParams) -> Sampler {
         Sampler {
@@ -142,59 +209,13 @@ impl Sampler {
                 }
             }
         }
-        let temp = self.params.temperature;
-        if temp == 0.0 || !temp.is_finite() {
-            return argmax(p) as u32;
-        }
-        for v in p.iter_mut() {
-            *v /= temp;
-        }
-        softmax(p);
-        let coin = random_f32(&mut self.rng_state);
-        let topp = self.params.top_p;
-        if topp <= 0.0 || topp >= 1.0 {
-            // Multinomial over all tokens.
-            let mut cdf = 0.0f32;
-            for (i, &v) in p.iter().enumerate() {
-                cdf += v;
-                if coin < cdf {
-                    return i as u32;
-                }
-            }
-            return (n - 1) as u32;
-        }
-        // Nucleus: candidates with p >= (1-topp)/(n-1), sorted descending,
-        // cut after the cumulative probability first exceeds topp.
-        let cutoff = (1.0 - topp) / (n as f32 - 1.0);
-        self.index.clear();
-        self.index.extend(
-            p.iter()
-                .enumerate()
-                .filter(|(_, &v)| v >= cutoff)
-                .map(|(i, &v)| (v, i as u32)),
-        );
-        self.index.sort_by(|a, b| b.0.total_cmp(&a.0));
-        if self.index.is_empty() {
-            return argmax(p) as u32;
-        }
-        let mut cum = 0.0f32;
-        let mut last = self.index.len() - 1;
-        for (i, &(v, _)) in self.index.iter().enumerate() {
-            cum += v;
-            if cum > topp {
-                last = i;
-                break;
-            }
-        }
-        let r = coin * cum;
-        let mut cdf = 0.0f32;
-        for &(v, id) in &self.index[..=last] {
-            cdf += v;
-            if r < cdf {
-                return id;
-            }
-        }
-        self.index[last].1
+        sample_in_place(
+            p,
+            self.params.temperature,
+            self.params.top_p,
+            &mut self.rng_state,
+            &mut self.index,
+        )
     }
 }
 

@@ -163,7 +163,9 @@ fn heldout_text_is_predicted_well() {
 
 #[test]
 fn library_tokenizer_and_generate_use_the_embedded_vocabulary() {
-    let model = Arc::new(mamba::load(MODEL, &mamba::LoadOptions::default()).unwrap_or_else(|e| panic!("{e}")));
+    let model = Arc::new(
+        mamba::load(MODEL, &mamba::LoadOptions::default()).unwrap_or_else(|e| panic!("{e}")),
+    );
     let tok = model.tokenizer.clone().expect("embedded tokenizer");
     let text = "In the beginning God created the heaven and the earth.\n  Ünïcödé — 42";
     let ids = tok.encode(text.as_bytes()).unwrap();

@@ -21,7 +21,6 @@
 use super::*;
 use crate::format::{self, LoadOptions};
 use crate::model::Model;
-use crate::sampler::{argmax, random_f32, softmax};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer as Tok;
 use std::ffi::{c_int, c_long, c_void};
@@ -615,56 +614,7 @@ fn sample_c(
     index: &mut Vec<(f32, u32)>,
     logits: &mut [f32],
 ) -> usize {
-    let p = &mut logits[..vocab];
-    if temperature == 0.0 {
-        return argmax(p);
-    }
-    for v in p.iter_mut() {
-        *v /= temperature;
-    }
-    softmax(p);
-    let coin = random_f32(rng);
-    let n = p.len();
-    if topp <= 0.0 || topp >= 1.0 {
-        let mut cdf = 0.0f32;
-        for (i, &v) in p.iter().enumerate() {
-            cdf += v;
-            if coin < cdf {
-                return i;
-            }
-        }
-        return n - 1;
-    }
-    let cutoff = (1.0 - topp) / (n as f32 - 1.0);
-    index.clear();
-    index.extend(
-        p.iter()
-            .enumerate()
-            .filter(|(_, &v)| v >= cutoff)
-            .map(|(i, &v)| (v, i as u32)),
-    );
-    index.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
-    if index.is_empty() {
-        return 0;
-    }
-    let mut cum = 0.0f32;
-    let mut last = index.len() - 1;
-    for (i, &(v, _)) in index.iter().enumerate() {
-        cum += v;
-        if cum > topp {
-            last = i;
-            break;
-        }
-    }
-    let r = coin * cum;
-    let mut cdf = 0.0f32;
-    for &(v, id) in &index[..=last] {
-        cdf += v;
-        if r < cdf {
-            return id as usize;
-        }
-    }
-    index[last].1 as usize
+    crate::sampler::sample_in_place(&mut logits[..vocab], temperature, topp, rng, index) as usize
 }
 
 /// Samples a token from `logits` (`vocab_size` of them). As in the C project,

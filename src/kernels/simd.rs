@@ -315,7 +315,7 @@ pub fn convert_row(dtype: DType, row: &[u8], out: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f")]

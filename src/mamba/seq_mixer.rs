@@ -274,28 +274,7 @@ fn mixer_seq_body(
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// exp(x) (the same polynomial as the kernels' AVX-512 exp).
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn exp_ps(x: __m512) -> __m512 {
-        let x = _mm512_min_ps(
-            _mm512_max_ps(x, _mm512_set1_ps(-104.0)),
-            _mm512_set1_ps(88.7),
-        );
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
-        let mut p = _mm512_set1_ps(1.0 / 720.0);
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0 / 120.0));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0 / 24.0));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0 / 6.0));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0));
-        _mm512_scalef_ps(p, n)
-    }
+    use crate::kernels::simd::x86::exp_ps;
 
     /// One step of the scan for all channels, 16 at a time, with the channel
     /// block's y kept in a register over the states:
