@@ -76,6 +76,10 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     let rb = w.row_bytes();
     let bytes = w.bytes();
     let scale = w.scale;
+    // f32 weights: the transposed-input GEMM below is faster even for few inputs.
+    if n <= simd::MULTI_MAX && w.dtype != DType::F32 && matmul_few(w, x, n, y) {
+        return;
+    }
     let transposed = simd::has_gemm_t();
     let npad = n.div_ceil(16) * 16;
     let (xt, mut yt) = if transposed {
@@ -139,6 +143,46 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
             }
         }
     }
+}
+
+/// Y = X Wᵀ for a few inputs (batched decode): each stored row is read and
+/// converted once and used for all n inputs. False when no fast path exists.
+fn matmul_few(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) -> bool {
+    let rows = w.rows;
+    let rb = w.row_bytes();
+    let bytes = w.bytes();
+    let mut probe = [0.0f32; simd::MULTI_MAX];
+    if !simd::dot_rows_multi(w.dtype, &bytes[..rb], x, n, w.cols, &mut probe) {
+        return false;
+    }
+    let yp = OutPtr(y.as_mut_ptr());
+    let body = |r0: usize, r1: usize| {
+        let yp = yp;
+        let mut out = [0.0f32; simd::MULTI_MAX];
+        for r in r0..r1 {
+            simd::dot_rows_multi(
+                w.dtype,
+                &bytes[r * rb..(r + 1) * rb],
+                x,
+                n,
+                w.cols,
+                &mut out,
+            );
+            for (t, v) in out[..n].iter().enumerate() {
+                // SAFETY: t < n, r < rows: inside y; rows r0..r1 belong to this task.
+                unsafe { *yp.0.add(t * rows + r) = w.scale * v };
+            }
+        }
+    };
+    if bytes.len() >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 {
+        let chunk = (rows / (rayon::current_num_threads() * 8)).max(16);
+        (0..rows.div_ceil(chunk))
+            .into_par_iter()
+            .for_each(|c| body(c * chunk, ((c + 1) * chunk).min(rows)));
+    } else {
+        body(0, rows);
+    }
+    true
 }
 
 /// out = x / sqrt(mean(x²) + eps) * w  (HF MambaRMSNorm, in f32).

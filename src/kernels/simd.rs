@@ -122,6 +122,68 @@ pub unsafe fn gemm_t(
     }
 }
 
+/// Most inputs [`dot_rows_multi`] takes at once.
+pub const MULTI_MAX: usize = 8;
+
+/// out[t] = Σ_k row[k] · x[t·k_len + k] for t < n (2 ≤ n ≤ [`MULTI_MAX`]):
+/// one stored row (any dtype but bfloat8, no tensor scale) against a few
+/// inputs, converting each 16 weights once and using them n times. This is
+/// the small-batch product (batched decode): no conversion buffer, no
+/// transposes. Returns false when no fast path exists (the caller falls back).
+pub fn dot_rows_multi(
+    dtype: DType,
+    row: &[u8],
+    x: &[f32],
+    n: usize,
+    k_len: usize,
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa() == Isa::Avx512
+            && (2..=MULTI_MAX).contains(&n)
+            && x.len() >= n * k_len
+            && out.len() >= n
+        {
+            macro_rules! go {
+                ($f:ident, $w:expr) => {
+                    // SAFETY: avx512 present; the row holds k_len elements of
+                    // its dtype (checked at view time), x holds n·k_len floats.
+                    unsafe {
+                        match n {
+                            2 => x86::$f::<2>($w, x, k_len, out),
+                            3 => x86::$f::<3>($w, x, k_len, out),
+                            4 => x86::$f::<4>($w, x, k_len, out),
+                            5 => x86::$f::<5>($w, x, k_len, out),
+                            6 => x86::$f::<6>($w, x, k_len, out),
+                            7 => x86::$f::<7>($w, x, k_len, out),
+                            _ => x86::$f::<8>($w, x, k_len, out),
+                        }
+                    }
+                };
+            }
+            match dtype {
+                DType::F32 => go!(multi_f32, row.as_ptr()),
+                DType::F16 => go!(multi_f16, row.as_ptr()),
+                DType::BF16 => go!(multi_bf16, row.as_ptr()),
+                DType::I8 => go!(multi_i8, row.as_ptr()),
+                DType::Q8Row => {
+                    go!(multi_i8, row[4..].as_ptr());
+                    let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+                    for o in &mut out[..n] {
+                        *o *= d;
+                    }
+                }
+                DType::Q8_0 => go!(multi_q8_0, row.as_ptr()),
+                DType::BF8 => return false,
+            }
+            return true;
+        }
+    }
+    let _ = (dtype, row, x, n, k_len, out);
+    false
+}
+
 /// y[t·ld + r] = scale · Σ_k w[r·k_len + k] · x[t·k_len + k]: the portable
 /// matrix-matrix block (dot products).
 ///
@@ -325,6 +387,10 @@ pub(crate) mod x86 {
         let mut acc = [_mm512_setzero_ps(); 4];
         let mut i = 0;
         while i + 64 <= n {
+            _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + 512) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + 528) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + 544) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + 560) as *const i8);
             for j in 0..4 {
                 acc[j] = _mm512_fmadd_ps(
                     _mm512_loadu_ps(pa.add(i + 16 * j)),
@@ -576,6 +642,11 @@ pub(crate) mod x86 {
                 let mut acc = [_mm512_setzero_ps(); 4];
                 let mut i = 0;
                 while i + 64 <= n {
+                    for j in 0..$esize {
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            pw.wrapping_add(i * $esize + 1024 + 64 * j) as *const i8
+                        );
+                    }
                     for j in 0..4 {
                         let w = $load(pw.add((i + 16 * j) * $esize), 0xffff);
                         acc[j] = _mm512_fmadd_ps(w, _mm512_loadu_ps(px.add(i + 16 * j)), acc[j]);
@@ -629,6 +700,70 @@ pub(crate) mod x86 {
             }
         }
         _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load_f32(p: *const u8, m: __mmask16) -> __m512 {
+        _mm512_maskz_loadu_ps(m, p as *const f32)
+    }
+
+    macro_rules! multi {
+        ($name:ident, $load:ident, $esize:expr) => {
+            /// One row against N inputs (see `dot_rows_multi`).
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+            pub unsafe fn $name<const N: usize>(
+                w: *const u8,
+                x: &[f32],
+                k: usize,
+                out: &mut [f32],
+            ) {
+                let mut acc = [_mm512_setzero_ps(); N];
+                let xp = x.as_ptr();
+                let mut i = 0;
+                while i < k {
+                    let m = tail_mask(k - i);
+                    _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i * $esize + 1024) as *const i8);
+                    let wv = $load(w.add(i * $esize), m);
+                    for t in 0..N {
+                        acc[t] = _mm512_fmadd_ps(
+                            wv,
+                            _mm512_maskz_loadu_ps(m, xp.add(t * k + i)),
+                            acc[t],
+                        );
+                    }
+                    i += 16;
+                }
+                for t in 0..N {
+                    out[t] = _mm512_reduce_add_ps(acc[t]);
+                }
+            }
+        };
+    }
+    multi!(multi_f32, load_f32, 4);
+    multi!(multi_f16, load_f16, 2);
+    multi!(multi_bf16, load_bf16, 2);
+    multi!(multi_i8, load_i8, 1);
+
+    /// Q8_0 row (34-byte blocks: f16 scale + 32 int8) against N inputs.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+    pub unsafe fn multi_q8_0<const N: usize>(w: *const u8, x: &[f32], k: usize, out: &mut [f32]) {
+        let mut acc = [_mm512_setzero_ps(); N];
+        let xp = x.as_ptr();
+        for b in 0..k / 32 {
+            let blk = w.add(b * 34);
+            let d = _mm512_set1_ps(f16_to_f32(u16::from_le_bytes([*blk, *blk.add(1)])));
+            let w0 = _mm512_mul_ps(d, load_i8(blk.add(2), 0xffff));
+            let w1 = _mm512_mul_ps(d, load_i8(blk.add(18), 0xffff));
+            for t in 0..N {
+                let xt = xp.add(t * k + b * 32);
+                acc[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), acc[t]);
+                acc[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt.add(16)), acc[t]);
+            }
+        }
+        for t in 0..N {
+            out[t] = _mm512_reduce_add_ps(acc[t]);
+        }
     }
 
     macro_rules! cvt_conv {
@@ -921,5 +1056,57 @@ mod tests {
         }
         assert!(es < 2e-6, "silu max rel err {es}");
         assert!(ep < 2e-6, "softplus max rel err {ep}");
+    }
+
+    #[test]
+    fn multi_row_dots_match_single_dots() {
+        use half::{bf16, f16};
+        for k in [32, 48, 100, 768] {
+            let w = data(k, 11);
+            let f16b: Vec<u8> = w
+                .iter()
+                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                .collect();
+            let bf16b: Vec<u8> = w
+                .iter()
+                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+                .collect();
+            let f32b: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let i8b: Vec<u8> = w.iter().map(|v| ((v * 254.0) as i8) as u8).collect();
+            let mut q8row = 0.25f32.to_le_bytes().to_vec();
+            q8row.extend(&i8b);
+            let mut cases = vec![
+                (DType::F32, f32b),
+                (DType::F16, f16b),
+                (DType::BF16, bf16b),
+                (DType::I8, i8b),
+                (DType::Q8Row, q8row),
+            ];
+            if k % 32 == 0 {
+                let mut q = vec![];
+                for blk in w.chunks(32) {
+                    q.extend(f16::from_f32(0.02).to_le_bytes());
+                    q.extend(blk.iter().map(|v| ((v * 200.0) as i8) as u8));
+                }
+                cases.push((DType::Q8_0, q));
+            }
+            for n in 2..=MULTI_MAX {
+                let x = data(n * k, 12 + n as u32);
+                for (dt, row) in &cases {
+                    let mut out = vec![0.0; n];
+                    if !dot_rows_multi(*dt, row, &x, n, k, &mut out) {
+                        assert!(!has_gemm_t(), "no fast path on an AVX-512 machine");
+                        continue;
+                    }
+                    for t in 0..n {
+                        let want = dot_row(*dt, row, &x[t * k..(t + 1) * k]);
+                        assert!(
+                            (out[t] - want).abs() < 1e-4 * (1.0 + want.abs()),
+                            "{dt:?} k {k} n {n} t {t}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
