@@ -47,7 +47,8 @@ pub fn open_backing(path: &str, copy: bool) -> Result<Arc<Backing>> {
     // files that may change (documented in the README).
     // Populate the page tables now: the first forward would otherwise take
     // one page fault per 4 KiB of weights.
-    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(|e| Error::io(path, &e))?;
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+        .map_err(|e| Error::io(path, &e))?;
     Ok(Arc::new(Backing::Mmap(map)))
 }
 
