@@ -11,7 +11,7 @@ BUILD    := build
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 EXAMPLES := mamba
 
-.PHONY: all lib examples test test-rust test-c check-header bench clean
+.PHONY: all lib examples test test-rust test-c check-header bench clean test-asan-cli test-valgrind fuzz-smoke
 
 all: lib examples
 
@@ -36,6 +36,19 @@ test-rust:
 
 test-c: examples
 	$(MAKE) -C tests/c CC=$(CC)
+
+# Hardening (docs/hardening.md). The CLI built with ASan+UBSan on fixture
+# models and tokenizers; the C tests (non-ASan builds) and ./mamba under
+# valgrind memcheck; a short run of every fuzz target (installs cargo-fuzz).
+test-asan-cli: examples
+	$(MAKE) -C tests/c CC=$(CC) asan-cli
+
+test-valgrind: examples
+	$(MAKE) -C tests/c CC=$(CC) valgrind
+
+FUZZ_SECONDS ?= 20
+fuzz-smoke:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/smoke.sh
 
 # Fails when the committed header differs from what the sources generate.
 check-header:
