@@ -45,3 +45,14 @@ fn fuzz_regressions_do_not_panic() {
     assert!(n > 0, "no regression inputs in {}", dir.display());
     assert!(bad.is_empty(), "these inputs panic: {bad:?}");
 }
+
+/// `cargo test` builds with overflow checks (`[profile.dev] overflow-checks = true`,
+/// which `[profile.test]` inherits): arithmetic overflow in the library panics
+/// in the tests instead of wrapping silently.
+#[test]
+#[cfg(debug_assertions)]
+fn tests_run_with_overflow_checks() {
+    let x: u8 = std::hint::black_box(255);
+    let r = std::panic::catch_unwind(|| x + std::hint::black_box(1));
+    assert!(r.is_err(), "overflow checks are off");
+}
