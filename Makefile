@@ -23,7 +23,8 @@ INSTALL    ?= install
 VERSION    := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
 .PHONY: all lib examples test test-rust test-c check-header bench clean \
-	install uninstall python test-python test-install demo
+	install uninstall python test-python test-install demo \
+	test-asan-cli test-valgrind fuzz-smoke
 
 DEMO_MODEL  := demo/demo.gguf
 DEMO_PROMPT := And God said
@@ -59,6 +60,19 @@ test-rust:
 
 test-c: examples
 	$(MAKE) -C tests/c CC=$(CC)
+
+# Hardening (docs/hardening.md). The CLI built with ASan+UBSan on fixture
+# models and tokenizers; the C tests (non-ASan builds) and ./mamba under
+# valgrind memcheck; a short run of every fuzz target (installs cargo-fuzz).
+test-asan-cli: examples
+	$(MAKE) -C tests/c CC=$(CC) asan-cli
+
+test-valgrind: examples
+	$(MAKE) -C tests/c CC=$(CC) valgrind
+
+FUZZ_SECONDS ?= 20
+fuzz-smoke:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/smoke.sh
 
 # Fails when the committed header differs from what the sources generate.
 check-header:

@@ -76,7 +76,7 @@ impl Session {
                 lm::forward_block(model, state, scratch, chunk, None);
             }
         });
-        self.position += tokens.len() as u64;
+        self.position = self.position.saturating_add(tokens.len() as u64);
         Ok(&self.scratch.logits)
     }
 
@@ -103,7 +103,7 @@ impl Session {
                 lm::forward_block(model, state, scratch, chunk, Some(o));
             }
         });
-        self.position += tokens.len() as u64;
+        self.position = self.position.saturating_add(tokens.len() as u64);
         Ok(())
     }
 
@@ -153,7 +153,7 @@ impl Session {
             }
             scratch.batch_logits = out;
             for s in chunk.iter_mut() {
-                s.position += 1;
+                s.position = s.position.saturating_add(1);
             }
         }
         Ok(())

@@ -742,6 +742,22 @@ pub unsafe extern "C" fn mamba_legacy_generate(
     prompt: *mut c_char,
     steps: c_int,
 ) {
+    // A panic in the loop's own code becomes a message and exit(1), as
+    // errors do: it never unwinds into C.
+    or_exit("generate", || {
+        generate_loop(m, t, s, prompt, steps);
+        Ok(())
+    })
+}
+
+#[cfg(feature = "legacy")]
+unsafe fn generate_loop(
+    m: *mut Mamba,
+    t: *mut Tokenizer,
+    s: *mut Sampler,
+    prompt: *mut c_char,
+    steps: c_int,
+) {
     let prompt = if prompt.is_null() {
         &[][..]
     } else {
@@ -803,6 +819,22 @@ fn bounded(v: &[u8], cap: usize) -> &[u8] {
 #[cfg(feature = "legacy")]
 #[no_mangle]
 pub unsafe extern "C" fn mamba_legacy_chat(
+    m: *mut Mamba,
+    t: *mut Tokenizer,
+    s: *mut Sampler,
+    cli_user_prompt: *mut c_char,
+    cli_system_prompt: *mut c_char,
+    steps: c_int,
+) {
+    // As in mamba_legacy_generate: a panic becomes a message and exit(1).
+    or_exit("chat", || {
+        chat_loop(m, t, s, cli_user_prompt, cli_system_prompt, steps);
+        Ok(())
+    })
+}
+
+#[cfg(feature = "legacy")]
+unsafe fn chat_loop(
     m: *mut Mamba,
     t: *mut Tokenizer,
     s: *mut Sampler,

@@ -178,6 +178,10 @@ fn read_scales(model_path: &str, n_layers: usize) -> Result<Vec<f32>> {
             format!("{model_path} holds quantized weights, which need the scales file {sp}: {e}"),
         )
     })?;
+    parse_scales(&sp, &b, n_layers)
+}
+
+fn parse_scales(sp: &str, b: &[u8], n_layers: usize) -> Result<Vec<f32>> {
     let need = N_QUANTIZED * n_layers * 4;
     if b.len() != need {
         return Err(Error::format(format!(
@@ -261,6 +265,28 @@ pub fn detect_kind(c: &LmConfig, body: u64, bfloat8: bool) -> Option<V1Kind> {
 /// the `<path>.scales` sidecar). One-byte files are read as int8 unless
 /// `bfloat8` is set: the file cannot tell the two apart.
 pub fn load(path: &str, backing: Arc<Backing>, bfloat8: bool) -> Result<Model> {
+    load_impl(path, backing, None, bfloat8)
+}
+
+/// Like [`load`], with the `.scales` sidecar given as bytes instead of read
+/// from `<path>.scales` (fuzzing, tests, callers that hold both in memory).
+/// `scales: None` means there is no sidecar: quantized files then fail.
+pub fn load_bytes(
+    path: &str,
+    backing: Arc<Backing>,
+    scales: Option<&[u8]>,
+    bfloat8: bool,
+) -> Result<Model> {
+    load_impl(path, backing, Some(scales), bfloat8)
+}
+
+/// `scales`: None = read `<path>.scales`; Some(x) = the sidecar's bytes (or none).
+fn load_impl(
+    path: &str,
+    backing: Arc<Backing>,
+    scales: Option<Option<&[u8]>>,
+    bfloat8: bool,
+) -> Result<Model> {
     let bytes = backing.bytes();
     let h = read_header(path, bytes)?;
     let c = lm_config(path, &h)?;
@@ -284,7 +310,17 @@ pub fn load(path: &str, backing: Arc<Backing>, bfloat8: bool) -> Result<Model> {
     let scales = if kind == V1Kind::F32 {
         None
     } else {
-        Some(read_scales(path, c.n_layers)?)
+        let sp = format!("{path}.scales");
+        Some(match scales {
+            None => read_scales(path, c.n_layers)?,
+            Some(Some(b)) => parse_scales(&sp, b, c.n_layers)?,
+            Some(None) => {
+                return Err(Error::new(
+                    crate::error::ErrorKind::Io,
+                    format!("{path} holds quantized weights, which need a scales file {sp}"),
+                ))
+            }
+        })
     };
     let (l, d, di, r, s, k, v) = (
         c.n_layers,

@@ -1,0 +1,10 @@
+#![no_main]
+//! Fuzz target `state`: see fuzz/harness.rs and fuzz/README.md.
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../harness.rs"]
+mod harness;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = harness::state(data);
+});
