@@ -98,8 +98,9 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     } else {
         y.as_mut_ptr()
     });
+    let yout = OutPtr(y.as_mut_ptr());
     let block = |b: usize, wbuf: &mut Vec<f32>| {
-        let yp = yp;
+        let (yp, yout) = (yp, yout);
         let r0 = b * GEMM_ROWS;
         let r1 = (r0 + GEMM_ROWS).min(rows);
         let wf: &[f32] = if w.dtype == DType::F32 {
@@ -116,10 +117,17 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
             wbuf
         };
         // SAFETY: this block alone writes weight rows r0..r1 of the output
-        // (rows r0..r1 of yt, or columns r0..r1 of y); indices stay in bounds.
+        // (rows r0..r1 of yt, and columns r0..r1 of y); indices stay in bounds.
         unsafe {
             if transposed {
-                simd::gemm_t(wf, r1 - r0, &xt, npad, cols, yp.0.add(r0 * npad), scale);
+                let slab = yp.0.add(r0 * npad);
+                simd::gemm_t(wf, r1 - r0, &xt, npad, cols, slab, scale);
+                // Transpose this block's slab (hot in cache) into y.
+                for t in 0..n {
+                    for r in r0..r1 {
+                        *yout.0.add(t * rows + r) = *slab.add((r - r0) * npad + t);
+                    }
+                }
             } else {
                 simd::gemm_dots(wf, r1 - r0, x, n, cols, yp.0.add(r0), rows, scale);
             }
@@ -134,13 +142,6 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         let mut wbuf = Vec::new();
         for b in 0..n_blocks {
             block(b, &mut wbuf);
-        }
-    }
-    if transposed {
-        for r in 0..rows {
-            for t in 0..n {
-                y[t * rows + r] = yt[r * npad + t];
-            }
         }
     }
 }
