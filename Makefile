@@ -11,7 +11,7 @@ RELEASE  := target/release
 BUILD    := build
 # What `cargo rustc -- --print native-static-libs` reports for libmamba.a.
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
-EXAMPLES := mamba kws mnist
+EXAMPLES := mamba kws mnist tokenize
 PYTHON   ?= python3
 
 # Installation (DESTDIR for staged installs, as usual).
