@@ -1,11 +1,11 @@
 //! GGUF sequence classifiers (arch `mamba-classifier`, keys in
 //! docs/classifier-gguf.md) → [`ClassifierModel`].
 
-use super::gguf::{GgufFile, Views};
+use super::gguf::{mixer_weights, GgufFile, Views};
 use crate::audio::MfccParams;
 use crate::error::{Error, Result};
 use crate::model::classifier::*;
-use crate::model::{Backing, MixerWeights};
+use crate::model::Backing;
 use std::sync::Arc;
 
 /// `general.architecture` of classifier files.
@@ -166,20 +166,7 @@ pub fn weights(
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
         let n = |s: &str| format!("blk.{i}.{s}");
-        let conv_alt = [dc as u64, 1, di as u64];
-        let mixer = MixerWeights {
-            in_proj: v.get(&n("ssm_in.weight"), 2 * di, dm, None)?,
-            in_proj_bias: v.f32_opt(&n("ssm_in.bias"), 2 * di)?,
-            conv_w: v.f32(&n("ssm_conv1d.weight"), di, dc, Some(&conv_alt))?,
-            conv_b: v.f32_opt(&n("ssm_conv1d.bias"), di)?,
-            x_proj: v.get(&n("ssm_x.weight"), dr + 2 * ds, di, None)?,
-            dt_proj: v.get(&n("ssm_dt.weight"), di, dr, None)?,
-            dt_bias: v.f32(&n("ssm_dt.bias"), 1, di, None)?,
-            a: v.f32(&n("ssm_a"), di, ds, None)?,
-            d: v.f32(&n("ssm_d"), 1, di, None)?,
-            out_proj: v.get(&n("ssm_out.weight"), dm, di, None)?,
-            out_proj_bias: v.f32_opt(&n("ssm_out.bias"), dm)?,
-        };
+        let mixer = mixer_weights(&v, i, dm, di, ds, dc, dr)?;
         let norm = norm(&v, c.norm, c.norm_eps, &n("norm"), dm)?;
         layers.push(ClassifierLayer { norm, mixer });
     }

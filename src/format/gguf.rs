@@ -1129,28 +1129,42 @@ impl Views<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+/// The Mamba mixer of block `i` (`blk.{i}.ssm_*`), shared by the language
+/// model and the classifier families.
+pub(crate) fn mixer_weights(
+    v: &Views,
+    i: usize,
+    dm: usize,
+    di: usize,
+    ds: usize,
+    dc: usize,
+    dr: usize,
+) -> Result<MixerWeights> {
+    let n = |s: &str| format!("blk.{i}.{s}");
+    let conv_alt = [dc as u64, 1, di as u64];
+    Ok(MixerWeights {
+        in_proj: v.get(&n("ssm_in.weight"), 2 * di, dm, None)?,
+        in_proj_bias: v.f32_opt(&n("ssm_in.bias"), 2 * di)?,
+        conv_w: v.f32(&n("ssm_conv1d.weight"), di, dc, Some(&conv_alt))?,
+        conv_b: v.f32_opt(&n("ssm_conv1d.bias"), di)?,
+        x_proj: v.get(&n("ssm_x.weight"), dr + 2 * ds, di, None)?,
+        dt_proj: v.get(&n("ssm_dt.weight"), di, dr, None)?,
+        dt_bias: v.f32(&n("ssm_dt.bias"), 1, di, None)?,
+        a: v.f32(&n("ssm_a"), di, ds, None)?,
+        d: v.f32(&n("ssm_d"), 1, di, None)?,
+        out_proj: v.get(&n("ssm_out.weight"), dm, di, None)?,
+        out_proj_bias: v.f32_opt(&n("ssm_out.bias"), dm)?,
+    })
+}
+
 /// Builds the weights of a `mamba` file whose config is `c`.
 pub fn lm_weights(f: &GgufFile, c: &LmConfig, backing: &Arc<Backing>) -> Result<LmWeights> {
     let v = Views { f, backing };
-    let (dm, di, ds, dc, dr) = (c.d_model, c.d_inner, c.d_state, c.d_conv, c.dt_rank);
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
-        let n = |s: &str| format!("blk.{i}.{s}");
-        let conv_alt = [dc as u64, 1, di as u64];
-        let mixer = MixerWeights {
-            in_proj: v.get(&n("ssm_in.weight"), 2 * di, dm, None)?,
-            in_proj_bias: v.f32_opt(&n("ssm_in.bias"), 2 * di)?,
-            conv_w: v.f32(&n("ssm_conv1d.weight"), di, dc, Some(&conv_alt))?,
-            conv_b: v.f32_opt(&n("ssm_conv1d.bias"), di)?,
-            x_proj: v.get(&n("ssm_x.weight"), dr + 2 * ds, di, None)?,
-            dt_proj: v.get(&n("ssm_dt.weight"), di, dr, None)?,
-            dt_bias: v.f32(&n("ssm_dt.bias"), 1, di, None)?,
-            a: v.f32(&n("ssm_a"), di, ds, None)?,
-            d: v.f32(&n("ssm_d"), 1, di, None)?,
-            out_proj: v.get(&n("ssm_out.weight"), dm, di, None)?,
-            out_proj_bias: v.f32_opt(&n("ssm_out.bias"), dm)?,
-        };
-        let norm = v.f32(&n("attn_norm.weight"), 1, dm, None)?;
+        let mixer = mixer_weights(&v, i, c.d_model, c.d_inner, c.d_state, c.d_conv, c.dt_rank)?;
+        let norm = v.f32(&format!("blk.{i}.attn_norm.weight"), 1, c.d_model, None)?;
         layers.push(LmLayer { norm, mixer });
     }
     if f.tensor(&format!("blk.{}.ssm_in.weight", c.n_layers))
@@ -1162,10 +1176,10 @@ pub fn lm_weights(f: &GgufFile, c: &LmConfig, backing: &Arc<Backing>) -> Result<
         )));
     }
     Ok(LmWeights {
-        embedding: v.get("token_embd.weight", c.padded_vocab, dm, None)?,
+        embedding: v.get("token_embd.weight", c.padded_vocab, c.d_model, None)?,
         layers,
-        norm_f: v.f32("output_norm.weight", 1, dm, None)?,
-        lm_head: v.opt("output.weight", c.padded_vocab, dm)?,
+        norm_f: v.f32("output_norm.weight", 1, c.d_model, None)?,
+        lm_head: v.opt("output.weight", c.padded_vocab, c.d_model)?,
     })
 }
 
