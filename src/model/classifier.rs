@@ -146,18 +146,13 @@ impl ClassifierConfig {
             ("dt_rank", self.dt_rank),
             ("n_classes", self.n_classes),
         ];
-        for (name, v) in dims {
-            if v == 0 || v > MAX_DIM {
-                return Err(Error::format(format!(
-                    "classifier {name} = {v} is out of range (1..={MAX_DIM})"
-                )));
-            }
-        }
-        if self.n_layers > 4096 || self.d_conv > 1024 || self.d_state > 4096 {
-            return Err(Error::format(
-                "classifier n_layers/d_conv/d_state out of range",
-            ));
-        }
+        super::check_dims(
+            "classifier ",
+            &dims,
+            self.n_layers,
+            self.d_conv,
+            self.d_state,
+        )?;
         let extra = usize::from(self.cls != ClsPos::None);
         if self.transpose {
             if self.input_frames == 0 || self.input_frames + extra != self.d_model {

@@ -31,6 +31,30 @@ pub struct LmConfig {
 /// Upper bound on any single dimension, to refuse absurd headers early.
 pub const MAX_DIM: usize = 1 << 24;
 
+/// Every dimension positive and at most [`MAX_DIM`]; layers, conv width and
+/// state size within what any real model uses. `what` prefixes the messages.
+pub(crate) fn check_dims(
+    what: &str,
+    dims: &[(&str, usize)],
+    n_layers: usize,
+    d_conv: usize,
+    d_state: usize,
+) -> Result<()> {
+    for &(name, v) in dims {
+        if v == 0 || v > MAX_DIM {
+            return Err(Error::format(format!(
+                "{what}{name} = {v} is out of range (1..={MAX_DIM})"
+            )));
+        }
+    }
+    if n_layers > 4096 || d_conv > 1024 || d_state > 4096 {
+        return Err(Error::format(format!(
+            "{what}n_layers {n_layers} / d_conv {d_conv} / d_state {d_state} out of range"
+        )));
+    }
+    Ok(())
+}
+
 impl LmConfig {
     /// Checks that the dimensions are sane (positive, not absurd).
     pub fn validate(&self) -> Result<()> {
@@ -44,19 +68,7 @@ impl LmConfig {
             ("vocab_size", self.vocab_size),
             ("padded_vocab", self.padded_vocab),
         ];
-        for (name, v) in dims {
-            if v == 0 || v > MAX_DIM {
-                return Err(Error::format(format!(
-                    "{name} = {v} is out of range (1..={MAX_DIM})"
-                )));
-            }
-        }
-        if self.n_layers > 4096 || self.d_conv > 1024 || self.d_state > 4096 {
-            return Err(Error::format(format!(
-                "n_layers {} / d_conv {} / d_state {} out of range",
-                self.n_layers, self.d_conv, self.d_state
-            )));
-        }
+        check_dims("", &dims, self.n_layers, self.d_conv, self.d_state)?;
         if self.vocab_size > self.padded_vocab {
             return Err(Error::format(format!(
                 "vocab_size {} exceeds the embedding rows {}",
