@@ -59,3 +59,121 @@ pub fn num_threads() -> usize {
 pub fn run<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     pool().install(f)
 }
+
+/// Runs a fixed sequence of phases on the calling thread and whichever pool
+/// workers join in, with spinning hand-offs instead of one rayon region per
+/// product.
+///
+/// Phase `p` consists of `chunks(p)` independent pieces of work, `work(p, i)`.
+/// Before phase `p` starts, `between(p)` runs on the calling thread alone,
+/// after every chunk of phase `p - 1` has finished (its writes are visible).
+/// Chunks are claimed one at a time from a shared counter, so the calling
+/// thread finishes the whole plan by itself if no worker ever shows up; it
+/// never waits for a worker that has not claimed a chunk, so concurrent
+/// callers sharing the pool cannot deadlock each other. Workers spin between
+/// phases and leave when the plan is done.
+///
+/// A decode step is ~100 phases of 5–300 µs each: rayon's wake-up per region
+/// costs more than the shorter phases, while a spinning hand-off costs one
+/// cache-line transfer.
+pub fn phased<C, W, B>(n_phases: usize, chunks: C, work: W, mut between: B)
+where
+    C: Fn(usize) -> usize + Sync,
+    W: Fn(usize, usize) + Sync,
+    B: FnMut(usize),
+{
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let helpers = rayon::current_num_threads().saturating_sub(1);
+    if helpers == 0 || rayon::current_thread_index().is_none() {
+        for p in 0..n_phases {
+            between(p);
+            for i in 0..chunks(p) {
+                work(p, i);
+            }
+        }
+        return;
+    }
+    // `word` packs (phase << 32 | next unclaimed chunk); `done` counts the
+    // finished chunks of the current phase.
+    const IDLE: u64 = (u32::MAX as u64 - 1) << 32;
+    const DONE: u64 = (u32::MAX as u64) << 32;
+    struct Plan {
+        word: AtomicU64,
+        done: AtomicUsize,
+    }
+    let plan = Plan {
+        word: AtomicU64::new(IDLE),
+        done: AtomicUsize::new(0),
+    };
+    // Counts a chunk as finished even when its work panics, so nobody spins
+    // forever; the panic itself reaches the caller through rayon's scope.
+    struct Finished<'a>(&'a AtomicUsize);
+    impl Drop for Finished<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Release);
+        }
+    }
+    // Ends the plan for the workers however the caller leaves the scope.
+    struct EndPlan<'a>(&'a AtomicU64);
+    impl Drop for EndPlan<'_> {
+        fn drop(&mut self) {
+            self.0.store(DONE, Ordering::Release);
+        }
+    }
+    let claim = |p: usize| -> Option<usize> {
+        let n = chunks(p) as u64;
+        let mut w = plan.word.load(Ordering::Acquire);
+        loop {
+            if w >> 32 != p as u64 || w & 0xffff_ffff >= n {
+                return None;
+            }
+            match plan
+                .word
+                .compare_exchange_weak(w, w + 1, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return Some((w & 0xffff_ffff) as usize),
+                Err(now) => w = now,
+            }
+        }
+    };
+    let run_claimed = |p: usize| {
+        while let Some(i) = claim(p) {
+            let _f = Finished(&plan.done);
+            work(p, i);
+        }
+    };
+    rayon::in_place_scope(|s| {
+        for _ in 0..helpers {
+            s.spawn(|_| {
+                let mut idle = 0u32;
+                loop {
+                    let w = plan.word.load(Ordering::Acquire);
+                    if w == DONE {
+                        return;
+                    }
+                    let p = (w >> 32) as usize;
+                    if p < n_phases && (w & 0xffff_ffff) < chunks(p) as u64 {
+                        run_claimed(p);
+                        idle = 0;
+                    } else if idle < 1 << 16 {
+                        idle += 1;
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            });
+        }
+        let _end = EndPlan(&plan.word);
+        for p in 0..n_phases {
+            between(p);
+            plan.done.store(0, Ordering::Relaxed);
+            plan.word.store((p as u64) << 32, Ordering::Release);
+            run_claimed(p);
+            let n = chunks(p);
+            while plan.done.load(Ordering::Acquire) < n {
+                std::hint::spin_loop();
+            }
+        }
+    });
+}

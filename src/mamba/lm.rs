@@ -3,6 +3,7 @@
 //! sequence) and an [`LmScratch`] (its work buffers).
 
 use super::block::{self, Dims, LayerState, Scratch};
+use super::step::{self, StepBufs};
 use crate::kernels;
 use crate::model::{LmConfig, Model};
 
@@ -34,6 +35,7 @@ impl LmState {
 /// Work buffers sized for one block of up to [`PROMPT_BLOCK`] tokens.
 pub struct LmScratch {
     mixer: Scratch,
+    step: StepBufs,
     x: Vec<f32>,   // block × d_model: the residual stream
     xn: Vec<f32>,  // block × d_model: normalized input of the current layer
     out: Vec<f32>, // block × d_model: mixer output
@@ -57,6 +59,7 @@ impl LmScratch {
         let cap = PROMPT_BLOCK;
         LmScratch {
             mixer: Scratch::new(&dims(c), cap),
+            step: StepBufs::new(c),
             x: vec![0.0; cap * c.d_model],
             xn: vec![0.0; cap * c.d_model],
             out: vec![0.0; cap * c.d_model],
@@ -76,6 +79,13 @@ pub fn forward_block(
     tokens: &[u32],
     all_logits: Option<&mut [f32]>,
 ) {
+    if let [tok] = tokens {
+        step::step(model, st, &mut s.step, *tok, &mut s.logits);
+        if let Some(all) = all_logits {
+            all[..s.logits.len()].copy_from_slice(&s.logits);
+        }
+        return;
+    }
     run_layers(model, &mut [st], s, tokens, all_logits)
 }
 
