@@ -177,3 +177,83 @@ where
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::phased;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn chunks(p: usize) -> usize {
+        p % 7 + 1
+    }
+
+    /// Runs 60 phases and checks that `between(p)` sees every chunk of every
+    /// earlier phase finished, exactly once.
+    fn run_plan() {
+        let counts: Vec<AtomicUsize> = (0..60).map(|_| AtomicUsize::new(0)).collect();
+        let sum = AtomicUsize::new(0);
+        phased(
+            60,
+            chunks,
+            |p, i| {
+                assert!(i < chunks(p));
+                counts[p].fetch_add(1, Ordering::Relaxed);
+                sum.fetch_add(i + 1, Ordering::Relaxed);
+            },
+            |p| {
+                for (q, c) in counts.iter().enumerate() {
+                    let want = if q < p { chunks(q) } else { 0 };
+                    assert_eq!(c.load(Ordering::Relaxed), want, "phase {q} before {p}");
+                }
+            },
+        );
+        let total: usize = (0..60).map(|p| chunks(p) * (chunks(p) + 1) / 2).sum();
+        assert_eq!(sum.load(Ordering::Relaxed), total);
+    }
+
+    #[test]
+    fn phases_run_in_order_on_any_pool() {
+        for n in [1, 2, 3, 5] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap();
+            for _ in 0..20 {
+                pool.install(run_plan);
+            }
+        }
+        run_plan(); // outside any pool: the calling thread alone
+    }
+
+    /// More callers than workers, all at once on one pool: every plan ends
+    /// (a caller never waits for a worker that has not claimed a chunk).
+    #[test]
+    fn concurrent_callers_share_a_pool() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        pool.install(run_plan);
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn a_panicking_chunk_reaches_the_caller() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| phased(10, |_| 8, |p, i| assert!(!(p == 4 && i == 5)), |_| {}))
+        }));
+        assert!(r.is_err());
+        pool.install(run_plan); // the pool still works
+    }
+}

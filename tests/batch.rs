@@ -57,3 +57,36 @@ fn batch_rejects_mismatched_input() {
     assert!(Session::forward_batch(&mut [&mut sa, &mut sa2], &[1, 1 << 30]).is_err());
     assert_eq!(sa.position(), 0);
 }
+
+/// The decode step splits each layer over however many threads there are;
+/// every element is computed by the same kernel call either way, so the
+/// logits must be bit-identical for any thread count.
+#[test]
+fn decode_is_identical_for_any_thread_count() {
+    for name in ["A.bin", "B.gguf", "C.gguf"] {
+        let m = Arc::new(
+            mamba::load(&fixture(&format!("lm/{name}")), &LoadOptions::default()).unwrap(),
+        );
+        let vocab = m.config.vocab_size as u32;
+        let run = |threads: usize| {
+            mamba::threads::set_num_threads(threads);
+            let mut s = Session::new(m.clone());
+            let mut out = Vec::new();
+            for i in 0..24u32 {
+                out.extend_from_slice(s.forward((i * 37 + 5) % vocab).unwrap());
+            }
+            out
+        };
+        let one = run(1);
+        for t in [2, 3, 4] {
+            let other = run(t);
+            assert!(
+                one.iter()
+                    .zip(&other)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}: {t} threads differ from 1"
+            );
+        }
+        mamba::threads::set_num_threads(0);
+    }
+}
