@@ -121,16 +121,27 @@ test-install: lib
 	PYTHON=$(PYTHON) CC=$(CC) sh tests/install/run.sh
 
 # Speed table (decode, prompt, batched decode) on random models of
-# mamba-130m's shape in every weight type. Needs numpy (model generation).
+# mamba-130m's shape in every weight type, plus mamba-370m's shape in
+# BENCH_370M_DTYPES (empty to skip), then keyword-spotting latency and MNIST
+# throughput on the test fixtures. Needs numpy (model generation).
 BENCH_DIR   := $(BUILD)/bench
 BENCH_DTYPES := f32 f16 bf16 q8_0 int8
+BENCH_370M_DTYPES := f32 bf16 q8_0
+BENCH_MODELS := $(foreach d,$(BENCH_DTYPES),$(BENCH_DIR)/m130.$(d).gguf) \
+                $(foreach d,$(BENCH_370M_DTYPES),$(BENCH_DIR)/m370.$(d).gguf)
 bench:
 	@mkdir -p $(BENCH_DIR)
-	@test -f $(BENCH_DIR)/m130/model.safetensors || { echo "== writing a random 130m-shaped checkpoint"; python3 py/make_random_checkpoint.py --preset 130m $(BENCH_DIR)/m130; }
-	@for d in $(BENCH_DTYPES); do test -f $(BENCH_DIR)/m130.$$d.gguf || { echo "== exporting $$d"; python3 py/export.py $(BENCH_DIR)/m130 $(BENCH_DIR)/m130.$$d.gguf --dtype $$d --no-tokenizer >/dev/null; }; done
+	@for s in 130 370; do \
+	  dts="$(BENCH_DTYPES)"; test $$s = 370 && dts="$(BENCH_370M_DTYPES)"; \
+	  test -n "$$dts" || continue; \
+	  test -f $(BENCH_DIR)/m$$s/model.safetensors || { echo "== writing a random $${s}m-shaped checkpoint"; python3 py/make_random_checkpoint.py --preset $${s}m $(BENCH_DIR)/m$$s; }; \
+	  for d in $$dts; do test -f $(BENCH_DIR)/m$$s.$$d.gguf || { echo "== exporting $${s}m $$d"; python3 py/export.py $(BENCH_DIR)/m$$s $(BENCH_DIR)/m$$s.$$d.gguf --dtype $$d --no-tokenizer >/dev/null; }; done; \
+	done
 	$(CARGO) build --release --example bench --example dtype_report
 	@echo "== speed"
-	$(RELEASE)/examples/bench $(foreach d,$(BENCH_DTYPES),$(BENCH_DIR)/m130.$(d).gguf)
+	$(RELEASE)/examples/bench $(BENCH_MODELS) \
+	  --kws tests/fixtures/classifier/kws.gguf --audio tests/fixtures/audio/extra_no_1000ms.f32 \
+	  --mnist tests/fixtures/classifier/mnist.gguf
 	@echo "== accuracy against f32"
 	$(RELEASE)/examples/dtype_report $(BENCH_DIR)/m130.f32.gguf $(foreach d,$(filter-out f32,$(BENCH_DTYPES)),$(BENCH_DIR)/m130.$(d).gguf)
 
