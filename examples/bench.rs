@@ -140,7 +140,10 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
         let vocab = m.config.vocab_size;
         let name = format!(
             "{} ({}×{})",
-            std::path::Path::new(f).file_name().unwrap().to_string_lossy(),
+            std::path::Path::new(f)
+                .file_name()
+                .unwrap()
+                .to_string_lossy(),
             m.config.n_layers,
             m.config.d_model
         );
@@ -333,8 +336,5 @@ fn main() {
     if !rows.is_empty() {
         print_lm(&rows, &bw);
     }
-    classifier_rows(
-        kws.as_deref().zip(clip.as_deref()),
-        mnist.as_deref(),
-    );
+    classifier_rows(kws.as_deref().zip(clip.as_deref()), mnist.as_deref());
 }

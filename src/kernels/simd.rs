@@ -740,9 +740,16 @@ pub(crate) mod x86 {
                 let mut acc = [_mm512_setzero_ps(); N];
                 let xp = x.as_ptr();
                 let mut i = 0;
-                while i < k {
+                while i + 16 <= k {
+                    _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i * $esize + PF_DIST) as *const i8);
+                    let wv = $load(w.add(i * $esize), 0xffff);
+                    for t in 0..N {
+                        acc[t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xp.add(t * k + i)), acc[t]);
+                    }
+                    i += 16;
+                }
+                if i < k {
                     let m = tail_mask(k - i);
-                    _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i * $esize + 1024) as *const i8);
                     let wv = $load(w.add(i * $esize), m);
                     for t in 0..N {
                         acc[t] = _mm512_fmadd_ps(
@@ -751,7 +758,6 @@ pub(crate) mod x86 {
                             acc[t],
                         );
                     }
-                    i += 16;
                 }
                 for t in 0..N {
                     out[t] = _mm512_reduce_add_ps(acc[t]);
@@ -771,7 +777,10 @@ pub(crate) mod x86 {
         let xp = x.as_ptr();
         for b in 0..k / 32 {
             let blk = w.add(b * 34);
-            let d = _mm512_set1_ps(f16_to_f32(u16::from_le_bytes([*blk, *blk.add(1)])));
+            _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PF_DIST) as *const i8);
+            let d = _mm512_cvtph_ps(_mm256_set1_epi16(std::ptr::read_unaligned(
+                blk as *const i16,
+            )));
             let w0 = _mm512_mul_ps(d, load_i8(blk.add(2), 0xffff));
             let w1 = _mm512_mul_ps(d, load_i8(blk.add(18), 0xffff));
             for t in 0..N {

@@ -80,7 +80,7 @@ pub fn forward_block(
     all_logits: Option<&mut [f32]>,
 ) {
     if let [tok] = tokens {
-        step::step(model, st, &mut s.step, *tok, &mut s.logits);
+        step::step(model, &mut [st], &mut s.step, &[*tok], &mut s.logits);
         if let Some(all) = all_logits {
             all[..s.logits.len()].copy_from_slice(&s.logits);
         }
@@ -100,6 +100,9 @@ pub fn forward_batch(
     logits: &mut [f32],
 ) {
     assert_eq!(states.len(), tokens.len());
+    if tokens.len() <= step::MAX_SEQS {
+        return step::step(model, states, &mut s.step, tokens, logits);
+    }
     run_layers(model, states, s, tokens, Some(logits))
 }
 

@@ -1,4 +1,6 @@
-//! Decoding one token of one sequence, the hot path of generation.
+//! Decoding: one token for each of 1 to [`MAX_SEQS`] sequences, the hot path
+//! of generation (one sequence) and of batched decode (several, every weight
+//! row read once for all of them).
 //!
 //! The math is [`super::block`]'s, reordered so that threads split the work
 //! per channel instead of per product: four phases per layer, each cut into
@@ -16,33 +18,46 @@
 //!   (caller)  xn = rmsnorm(x);   phase H: logits[v] = head[v] · xn
 //! ```
 //!
-//! Every element is computed by the same kernel call as the one-product-at-a-
-//! time path, so the results are bit-identical to [`super::block::forward`]
-//! with one token.
+//! With one sequence every element is computed by the same kernel call as the
+//! one-product-at-a-time path, so the logits are bit-identical to
+//! [`super::block::forward`] with one token, for any thread count. With
+//! several, each weight row goes through [`simd::dot_rows_multi`] (converted
+//! once, used for every sequence).
 
 use super::lm::LmState;
-use crate::kernels;
+use crate::kernels::{self, simd};
 use crate::model::{Model, Tensor};
 
-/// Work buffers of one decode step.
+/// Most sequences one step advances together.
+pub const MAX_SEQS: usize = simd::MULTI_MAX;
+
+/// Work buffers of one decode step, for up to [`MAX_SEQS`] sequences; row t
+/// of each belongs to sequence t.
 pub struct StepBufs {
-    x: Vec<f32>,   // d_model: the residual stream
-    xn: Vec<f32>,  // d_model: normalized input of the current layer
-    xz: Vec<f32>,  // 2·d_inner: [SiLU(conv(xs)) is in u; SiLU(z) here]
-    u: Vec<f32>,   // d_inner
-    dbl: Vec<f32>, // dt_rank + 2·d_state
-    dt: Vec<f32>,  // d_inner
+    x: Vec<f32>,      // n × d_model: the residual stream
+    xn: Vec<f32>,     // n × d_model: normalized input of the current layer
+    xz: Vec<f32>,     // n × 2·d_inner: [xs | SiLU(z)]
+    u: Vec<f32>,      // n × d_inner: SiLU(conv(xs))
+    dbl: Vec<f32>,    // n × (dt_rank + 2·d_state): [dt_low | B | C]
+    dt_low: Vec<f32>, // n × dt_rank (dbl's first columns, contiguous)
+    dt: Vec<f32>,     // n × d_inner
+    y: Vec<f32>,      // n × d_inner: scan output, gated
+    out: Vec<f32>,    // n × d_model: out_proj before the residual add
 }
 
 impl StepBufs {
     pub fn new(c: &crate::model::LmConfig) -> StepBufs {
+        let n = MAX_SEQS;
         StepBufs {
-            x: vec![0.0; c.d_model],
-            xn: vec![0.0; c.d_model],
-            xz: vec![0.0; 2 * c.d_inner],
-            u: vec![0.0; c.d_inner],
-            dbl: vec![0.0; c.dt_rank + 2 * c.d_state],
-            dt: vec![0.0; c.d_inner],
+            x: vec![0.0; n * c.d_model],
+            xn: vec![0.0; n * c.d_model],
+            xz: vec![0.0; n * 2 * c.d_inner],
+            u: vec![0.0; n * c.d_inner],
+            dbl: vec![0.0; n * (c.dt_rank + 2 * c.d_state)],
+            dt_low: vec![0.0; n * c.dt_rank],
+            dt: vec![0.0; n * c.d_inner],
+            y: vec![0.0; n * c.d_inner],
+            out: vec![0.0; n * c.d_model],
         }
     }
 }
@@ -55,9 +70,12 @@ struct Ptrs {
     xz: *mut f32,
     u: *mut f32,
     dbl: *mut f32,
+    dt_low: *mut f32,
     dt: *mut f32,
-    conv: *mut f32,
-    ssm: *mut f32,
+    y: *mut f32,
+    out: *mut f32,
+    conv: [*mut f32; MAX_SEQS],
+    ssm: [*mut f32; MAX_SEQS],
     logits: *mut f32,
 }
 // SAFETY: within a phase, every chunk writes a disjoint set of elements and
@@ -102,37 +120,73 @@ impl Split {
     }
 }
 
-/// y[i] = scale · W[rows.start + i] · x, one row after another: the rows
-/// of a chunk are one contiguous stream, which the hardware prefetcher
-/// follows (interleaving four rows measured slower on this machine).
+/// y[t·ld + r] = scale · W[r] · x[t] for r in `rows`, t < n (x is n × W.cols).
+/// Rows are read one after another: a chunk's rows are one contiguous stream,
+/// which the hardware prefetcher follows (interleaving four rows per pass
+/// measured slower on this machine).
+///
+/// # Safety
+/// `y` valid for writes at every t·ld + r, which no other thread touches.
 #[inline]
-fn rows_dot(w: &Tensor, rows: std::ops::Range<usize>, x: &[f32], y: &mut [f32]) {
-    let rb = w.row_bytes();
+unsafe fn rows_dot(
+    w: &Tensor,
+    rows: std::ops::Range<usize>,
+    x: &[f32],
+    n: usize,
+    y: *mut f32,
+    ld: usize,
+) {
+    let (rb, k) = (w.row_bytes(), w.cols);
     let bytes = w.bytes();
-    for (yv, r) in y.iter_mut().zip(rows) {
-        *yv = w.scale * kernels::dot_row(w.dtype, &bytes[r * rb..(r + 1) * rb], x);
+    let mut out = [0.0f32; MAX_SEQS];
+    for r in rows {
+        let row = &bytes[r * rb..(r + 1) * rb];
+        if n == 1 {
+            out[0] = kernels::dot_row(w.dtype, row, x);
+        } else if !simd::dot_rows_multi(w.dtype, row, x, n, k, &mut out) {
+            for (t, o) in out[..n].iter_mut().enumerate() {
+                *o = kernels::dot_row(w.dtype, row, &x[t * k..(t + 1) * k]);
+            }
+        }
+        for (t, o) in out[..n].iter().enumerate() {
+            *y.add(t * ld + r) = w.scale * o;
+        }
     }
 }
 
-/// Feeds `token` (< padded_vocab) to one sequence; writes the next-token
-/// logits (padded_vocab) to `logits`.
-pub fn step(model: &Model, st: &mut LmState, b: &mut StepBufs, token: u32, logits: &mut [f32]) {
+/// Feeds `tokens[t]` (< padded_vocab) to sequence `states[t]`, for 1 to
+/// [`MAX_SEQS`] sequences; writes n × padded_vocab next-token logits.
+pub fn step(
+    model: &Model,
+    states: &mut [&mut LmState],
+    b: &mut StepBufs,
+    tokens: &[u32],
+    logits: &mut [f32],
+) {
     let c = &model.config;
     let w = &model.weights;
+    let n = tokens.len();
     let (dm, di, ds, k, r) = (c.d_model, c.d_inner, c.d_state, c.d_conv, c.dt_rank);
-    let nd = r + 2 * ds;
-    assert_eq!(logits.len(), c.padded_vocab);
-    assert_eq!(st.conv.len(), c.n_layers * di * k);
-    assert_eq!(st.ssm.len(), c.n_layers * di * ds);
+    let (nd, pv) = (r + 2 * ds, c.padded_vocab);
+    assert!((1..=MAX_SEQS).contains(&n) && states.len() == n);
+    assert_eq!(logits.len(), n * pv);
+    let mut conv = [std::ptr::null_mut(); MAX_SEQS];
+    let mut ssm = [std::ptr::null_mut(); MAX_SEQS];
+    for (t, st) in states.iter_mut().enumerate() {
+        assert_eq!(st.conv.len(), c.n_layers * di * k);
+        assert_eq!(st.ssm.len(), c.n_layers * di * ds);
+        conv[t] = st.conv.as_mut_ptr();
+        ssm[t] = st.ssm.as_mut_ptr();
+    }
 
-    let t = rayon::current_num_threads();
+    let threads = rayon::current_num_threads();
     // Enough pieces per phase to balance threads, few enough that a piece
     // streams a long contiguous run of weights (2 per thread measured best
     // of 1, 2, 4 on this machine).
-    let ch = Split::new(di, 2 * t);
-    let xp = Split::new(nd, 2 * t);
-    let out = Split::new(dm, 2 * t);
-    let head = Split::new(c.padded_vocab, 4 * t);
+    let ch = Split::new(di, 2 * threads);
+    let xp = Split::new(nd, 2 * threads);
+    let outs = Split::new(dm, 2 * threads);
+    let head = Split::new(pv, 4 * threads);
     let n_layers = c.n_layers;
     let phase = |p: usize| -> Phase {
         let l = p / 4;
@@ -147,7 +201,7 @@ pub fn step(model: &Model, st: &mut LmState, b: &mut StepBufs, token: u32, logit
     let chunks = |p: usize| match phase(p) {
         Phase::InConv(_) | Phase::Scan(_) => ch.count(),
         Phase::XProj(_) => xp.count(),
-        Phase::Out(_) => out.count(),
+        Phase::Out(_) => outs.count(),
         Phase::Head => head.count(),
     };
     let ptr = Ptrs {
@@ -156,14 +210,18 @@ pub fn step(model: &Model, st: &mut LmState, b: &mut StepBufs, token: u32, logit
         xz: b.xz.as_mut_ptr(),
         u: b.u.as_mut_ptr(),
         dbl: b.dbl.as_mut_ptr(),
+        dt_low: b.dt_low.as_mut_ptr(),
         dt: b.dt.as_mut_ptr(),
-        conv: st.conv.as_mut_ptr(),
-        ssm: st.ssm.as_mut_ptr(),
+        y: b.y.as_mut_ptr(),
+        out: b.out.as_mut_ptr(),
+        conv,
+        ssm,
         logits: logits.as_mut_ptr(),
     };
-    // SAFETY (all `slice` calls below): each view lies inside its buffer, whose
-    // length is checked above or fixed by StepBufs::new; the phase comments
-    // say which chunk writes what.
+    // SAFETY (all `slice` calls below): each view lies inside its buffer,
+    // whose length is fixed by StepBufs::new for MAX_SEQS sequences or
+    // checked above; the phase comments say which chunk writes what, and
+    // views written in a phase do not overlap views read in it.
     let slice = |p: *mut f32, at: usize, len: usize| unsafe {
         std::slice::from_raw_parts_mut(p.add(at), len)
     };
@@ -174,128 +232,148 @@ pub fn step(model: &Model, st: &mut LmState, b: &mut StepBufs, token: u32, logit
         let ptr = ptr;
         match phase(p) {
             Phase::InConv(l) => {
-                // Writes xz[ch], xz[di + ch], u[ch] and the conv state of ch.
+                // Writes, per sequence t: xz[t][ch], xz[t][di + ch], u[t][ch]
+                // and the conv state of ch.
                 let m = &w.layers[l].mixer;
                 let rg = ch.range(i);
-                let xn = &*slice(ptr.xn, 0, dm);
-                let xs = slice(ptr.xz, rg.start, rg.len());
-                rows_dot(&m.in_proj, rg.clone(), xn, xs);
-                let z = slice(ptr.xz, di + rg.start, rg.len());
-                rows_dot(&m.in_proj, di + rg.start..di + rg.end, xn, z);
-                if let Some(bias) = &m.in_proj_bias {
-                    let bias = bias.as_f32();
-                    for (v, bv) in xs.iter_mut().zip(&bias[rg.clone()]) {
-                        *v += bv;
-                    }
-                    for (v, bv) in z.iter_mut().zip(&bias[di + rg.start..di + rg.end]) {
-                        *v += bv;
-                    }
+                let xn = &*slice(ptr.xn, 0, n * dm);
+                // SAFETY: rows of this chunk's channels, t < n, inside xz.
+                unsafe {
+                    rows_dot(&m.in_proj, rg.clone(), xn, n, ptr.xz, 2 * di);
+                    rows_dot(
+                        &m.in_proj,
+                        di + rg.start..di + rg.end,
+                        xn,
+                        n,
+                        ptr.xz,
+                        2 * di,
+                    );
                 }
-                kernels::silu_slice(z);
                 let cw = m.conv_w.as_f32();
                 let cb = m.conv_b.as_ref().map(|b| b.as_f32());
-                let state = slice(ptr.conv, (l * di + rg.start) * k, rg.len() * k);
-                let u = slice(ptr.u, rg.start, rg.len());
-                for (j, chn) in rg.clone().enumerate() {
-                    let s = &mut state[j * k..(j + 1) * k];
-                    let wk = &cw[chn * k..(chn + 1) * k];
-                    s.copy_within(1.., 0);
-                    s[k - 1] = xs[j];
-                    let mut acc = 0.0f32;
-                    for q in 0..k {
-                        acc += s[q] * wk[q];
-                    }
-                    if let Some(cb) = cb {
-                        acc += cb[chn];
-                    }
-                    u[j] = acc;
-                }
-                kernels::silu_slice(u);
-            }
-            Phase::XProj(l) => {
-                // Writes dbl[rows].
-                let rg = xp.range(i);
-                let u = &*slice(ptr.u, 0, di);
-                rows_dot(
-                    &w.layers[l].mixer.x_proj,
-                    rg.clone(),
-                    u,
-                    slice(ptr.dbl, rg.start, rg.len()),
-                );
-            }
-            Phase::Scan(l) => {
-                // Writes dt[ch], the SSM state of ch, and y[ch] (into xz[ch]).
-                let m = &w.layers[l].mixer;
-                let rg = ch.range(i);
-                let dbl = &*slice(ptr.dbl, 0, nd);
-                let dt = slice(ptr.dt, rg.start, rg.len());
-                rows_dot(&m.dt_proj, rg.clone(), &dbl[..r], dt);
-                for (v, bv) in dt.iter_mut().zip(&m.dt_bias.as_f32()[rg.clone()]) {
-                    *v += bv;
-                }
-                kernels::softplus_slice(dt);
-                let (bvec, cvec) = (&dbl[r..r + ds], &dbl[r + ds..nd]);
-                let (a, dvec) = (m.a.as_f32(), m.d.as_f32());
-                let h = slice(ptr.ssm, (l * di + rg.start) * ds, rg.len() * ds);
-                let u = &*slice(ptr.u, rg.start, rg.len());
-                let z = &*slice(ptr.xz, di + rg.start, rg.len());
-                let y = slice(ptr.xz, rg.start, rg.len());
-                for (j, chn) in rg.enumerate() {
-                    let acc = kernels::scan_channel(
-                        &mut h[j * ds..(j + 1) * ds],
-                        &a[chn * ds..(chn + 1) * ds],
-                        bvec,
-                        cvec,
-                        dt[j],
-                        u[j],
-                    );
-                    y[j] = (acc + u[j] * dvec[chn]) * z[j];
-                }
-            }
-            Phase::Out(l) => {
-                // Writes x[rows].
-                let m = &w.layers[l].mixer;
-                let rg = out.range(i);
-                let y = &*slice(ptr.xz, 0, di);
-                let mut o = [0.0f32; 16];
-                for r0 in rg.clone().step_by(16) {
-                    let r1 = (r0 + 16).min(rg.end);
-                    let o = &mut o[..r1 - r0];
-                    rows_dot(&m.out_proj, r0..r1, y, o);
-                    if let Some(bias) = &m.out_proj_bias {
-                        for (v, bv) in o.iter_mut().zip(&bias.as_f32()[r0..r1]) {
+                for t in 0..n {
+                    let xs = slice(ptr.xz, t * 2 * di + rg.start, rg.len());
+                    let z = slice(ptr.xz, t * 2 * di + di + rg.start, rg.len());
+                    if let Some(bias) = &m.in_proj_bias {
+                        let bias = bias.as_f32();
+                        for (v, bv) in xs.iter_mut().zip(&bias[rg.clone()]) {
+                            *v += bv;
+                        }
+                        for (v, bv) in z.iter_mut().zip(&bias[di + rg.start..di + rg.end]) {
                             *v += bv;
                         }
                     }
-                    for (xv, ov) in slice(ptr.x, r0, r1 - r0).iter_mut().zip(o.iter()) {
+                    kernels::silu_slice(z);
+                    let state = slice(ptr.conv[t], (l * di + rg.start) * k, rg.len() * k);
+                    let u = slice(ptr.u, t * di + rg.start, rg.len());
+                    for (j, chn) in rg.clone().enumerate() {
+                        let s = &mut state[j * k..(j + 1) * k];
+                        let wk = &cw[chn * k..(chn + 1) * k];
+                        s.copy_within(1.., 0);
+                        s[k - 1] = xs[j];
+                        let mut acc = 0.0f32;
+                        for q in 0..k {
+                            acc += s[q] * wk[q];
+                        }
+                        if let Some(cb) = cb {
+                            acc += cb[chn];
+                        }
+                        u[j] = acc;
+                    }
+                    kernels::silu_slice(u);
+                }
+            }
+            Phase::XProj(l) => {
+                // Writes dbl[t][rows].
+                let u = &*slice(ptr.u, 0, n * di);
+                // SAFETY: this chunk's rows, t < n, inside dbl.
+                unsafe { rows_dot(&w.layers[l].mixer.x_proj, xp.range(i), u, n, ptr.dbl, nd) };
+            }
+            Phase::Scan(l) => {
+                // Writes, per sequence t: dt[t][ch], the SSM state of ch, y[t][ch].
+                let m = &w.layers[l].mixer;
+                let rg = ch.range(i);
+                let dt_low = &*slice(ptr.dt_low, 0, n * r);
+                // SAFETY: this chunk's channels, t < n, inside dt.
+                unsafe { rows_dot(&m.dt_proj, rg.clone(), dt_low, n, ptr.dt, di) };
+                let (a, dvec) = (m.a.as_f32(), m.d.as_f32());
+                for t in 0..n {
+                    let dt = slice(ptr.dt, t * di + rg.start, rg.len());
+                    for (v, bv) in dt.iter_mut().zip(&m.dt_bias.as_f32()[rg.clone()]) {
+                        *v += bv;
+                    }
+                    kernels::softplus_slice(dt);
+                    let dbl = &*slice(ptr.dbl, t * nd, nd);
+                    let (bvec, cvec) = (&dbl[r..r + ds], &dbl[r + ds..nd]);
+                    let h = slice(ptr.ssm[t], (l * di + rg.start) * ds, rg.len() * ds);
+                    let u = &*slice(ptr.u, t * di + rg.start, rg.len());
+                    let z = &*slice(ptr.xz, t * 2 * di + di + rg.start, rg.len());
+                    let y = slice(ptr.y, t * di + rg.start, rg.len());
+                    for (j, chn) in rg.clone().enumerate() {
+                        let acc = kernels::scan_channel(
+                            &mut h[j * ds..(j + 1) * ds],
+                            &a[chn * ds..(chn + 1) * ds],
+                            bvec,
+                            cvec,
+                            dt[j],
+                            u[j],
+                        );
+                        y[j] = (acc + u[j] * dvec[chn]) * z[j];
+                    }
+                }
+            }
+            Phase::Out(l) => {
+                // Writes out[t][rows] and x[t][rows].
+                let m = &w.layers[l].mixer;
+                let rg = outs.range(i);
+                let y = &*slice(ptr.y, 0, n * di);
+                // SAFETY: this chunk's rows, t < n, inside out.
+                unsafe { rows_dot(&m.out_proj, rg.clone(), y, n, ptr.out, dm) };
+                for t in 0..n {
+                    let o = slice(ptr.out, t * dm + rg.start, rg.len());
+                    if let Some(bias) = &m.out_proj_bias {
+                        for (v, bv) in o.iter_mut().zip(&bias.as_f32()[rg.clone()]) {
+                            *v += bv;
+                        }
+                    }
+                    for (xv, ov) in slice(ptr.x, t * dm + rg.start, rg.len())
+                        .iter_mut()
+                        .zip(o.iter())
+                    {
                         *xv += ov;
                     }
                 }
             }
             Phase::Head => {
-                let rg = head.range(i);
-                let xn = &*slice(ptr.xn, 0, dm);
-                rows_dot(
-                    w.head(),
-                    rg.clone(),
-                    xn,
-                    slice(ptr.logits, rg.start, rg.len()),
-                );
+                let xn = &*slice(ptr.xn, 0, n * dm);
+                // SAFETY: this chunk's rows, t < n, inside logits (n × pv).
+                unsafe { rows_dot(w.head(), head.range(i), xn, n, ptr.logits, pv) };
             }
         }
     };
 
     let between = |p: usize| {
-        let x = slice(ptr.x, 0, dm);
         if p == 0 {
-            kernels::dequant_row(&w.embedding, token as usize, x);
+            for (t, &tok) in tokens.iter().enumerate() {
+                kernels::dequant_row(&w.embedding, tok as usize, slice(ptr.x, t * dm, dm));
+            }
         }
         let norm = match phase(p) {
             Phase::InConv(l) => w.layers[l].norm.as_f32(),
             Phase::Head => w.norm_f.as_f32(),
+            Phase::Scan(_) => {
+                for t in 0..n {
+                    let src = &*slice(ptr.dbl, t * nd, r);
+                    slice(ptr.dt_low, t * r, r).copy_from_slice(src);
+                }
+                return;
+            }
             _ => return,
         };
-        kernels::rmsnorm(slice(ptr.xn, 0, dm), x, norm, c.norm_eps);
+        for t in 0..n {
+            let x = &*slice(ptr.x, t * dm, dm);
+            kernels::rmsnorm(slice(ptr.xn, t * dm, dm), x, norm, c.norm_eps);
+        }
     };
 
     crate::threads::phased(4 * n_layers + 1, chunks, work, between);
