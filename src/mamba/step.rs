@@ -139,6 +139,25 @@ unsafe fn rows_dot(
     let (rb, k) = (w.row_bytes(), w.cols);
     let bytes = w.bytes();
     let mut out = [0.0f32; MAX_SEQS];
+    let mut rows = rows;
+    if n > 1 {
+        // Two rows per pass where a kernel exists: each input vector is
+        // loaded once for both.
+        let mut two = [[0.0f32; MAX_SEQS]; 2];
+        while rows.len() >= 2 {
+            let r = rows.start;
+            if !simd::dot_rows_multi2(w.dtype, &bytes[r * rb..(r + 2) * rb], rb, x, n, k, &mut two)
+            {
+                break;
+            }
+            for (j, o) in two.iter().enumerate() {
+                for (t, v) in o[..n].iter().enumerate() {
+                    *y.add(t * ld + r + j) = w.scale * v;
+                }
+            }
+            rows.start += 2;
+        }
+    }
     for r in rows {
         let row = &bytes[r * rb..(r + 1) * rb];
         if n == 1 {
