@@ -90,3 +90,33 @@ fn decode_is_identical_for_any_thread_count() {
         mamba::threads::set_num_threads(0);
     }
 }
+
+/// The opt-in VNNI decode for int8 (q8_row) weights rounds each product's
+/// input to 8 bits: its logits must stay close to the exact-input decode and
+/// pick the same tokens, and (where the CPU has VNNI) differ from it, which
+/// shows the path ran.
+#[test]
+fn int8_vnni_decode_stays_close_to_exact_inputs() {
+    let load = |vnni: bool| {
+        let mut m = mamba::load(&fixture("lm/C.q8row.gguf"), &LoadOptions::default()).unwrap();
+        m.int8_vnni = vnni;
+        Arc::new(m)
+    };
+    let (exact, fast) = (load(false), load(true));
+    let vocab = exact.config.vocab_size;
+    let (mut a, mut b) = (Session::new(exact), Session::new(fast));
+    let (mut worst, mut same, mut differs) = (0.0f32, 0, false);
+    let mut tok = 1u32;
+    for _ in 0..32 {
+        let la = a.forward(tok).unwrap()[..vocab].to_vec();
+        let lb = &b.forward(tok).unwrap()[..vocab];
+        worst = worst.max(rel_err(lb, &la));
+        differs |= la.iter().zip(lb).any(|(x, y)| x != y);
+        same += (argmax(&la) == argmax(lb)) as usize;
+        tok = argmax(&la) as u32;
+    }
+    eprintln!("int8 VNNI decode vs exact inputs: rel err {worst:.2e}, top-1 {same}/32");
+    assert!(worst < 3e-2, "VNNI decode rel err {worst}");
+    assert!(same >= 31, "top-1 agreement {same}/32");
+    assert_eq!(differs, mamba::kernels::vnni::has_vnni());
+}

@@ -8,6 +8,7 @@
 
 pub mod convert;
 pub mod simd;
+pub mod vnni;
 
 use crate::model::{DType, Tensor};
 use rayon::prelude::*;

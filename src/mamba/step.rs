@@ -25,8 +25,8 @@
 //! once, used for every sequence).
 
 use super::lm::LmState;
-use crate::kernels::{self, simd};
-use crate::model::{Model, Tensor};
+use crate::kernels::{self, simd, vnni::QuantX};
+use crate::model::{DType, Model, Tensor};
 
 /// Most sequences one step advances together.
 pub const MAX_SEQS: usize = simd::MULTI_MAX;
@@ -43,6 +43,7 @@ pub struct StepBufs {
     dt: Vec<f32>,     // n × d_inner
     y: Vec<f32>,      // n × d_inner: scan output, gated
     out: Vec<f32>,    // n × d_model: out_proj before the residual add
+    qx: QuantX,       // the phase's input quantized (int8 weights, VNNI)
 }
 
 impl StepBufs {
@@ -58,6 +59,7 @@ impl StepBufs {
             dt: vec![0.0; n * c.d_inner],
             y: vec![0.0; n * c.d_inner],
             out: vec![0.0; n * c.d_model],
+            qx: QuantX::default(),
         }
     }
 }
@@ -74,6 +76,7 @@ struct Ptrs {
     dt: *mut f32,
     y: *mut f32,
     out: *mut f32,
+    qx: *mut QuantX,
     conv: [*mut f32; MAX_SEQS],
     ssm: [*mut f32; MAX_SEQS],
     logits: *mut f32,
@@ -135,6 +138,7 @@ unsafe fn rows_dot(
     n: usize,
     y: *mut f32,
     ld: usize,
+    qx: Option<&QuantX>,
 ) {
     let (rb, k) = (w.row_bytes(), w.cols);
     let bytes = w.bytes();
@@ -157,6 +161,17 @@ unsafe fn rows_dot(
             }
             rows.start += 2;
         }
+    }
+    if let Some(qx) = qx {
+        // One sequence, int8 rows, VNNI: x was quantized once for all rows.
+        debug_assert!(n == 1 && w.dtype == DType::Q8Row && qx.k == k);
+        for r in rows {
+            let row = &bytes[r * rb..(r + 1) * rb];
+            let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+            // SAFETY: a q8_row row holds its scale then k int8 weights.
+            *y.add(r) = w.scale * (d * kernels::vnni::dot_i8(row[4..4 + k].as_ptr(), qx));
+        }
+        return;
     }
     for r in rows {
         let row = &bytes[r * rb..(r + 1) * rb];
@@ -223,6 +238,19 @@ pub fn step(
         Phase::Out(_) => outs.count(),
         Phase::Head => head.count(),
     };
+    // The weight matrix of each phase, and whether its input is quantized
+    // for the VNNI int8 kernel (one sequence, q8_row weights).
+    let weight = |p: usize| -> &Tensor {
+        match phase(p) {
+            Phase::InConv(l) => &w.layers[l].mixer.in_proj,
+            Phase::XProj(l) => &w.layers[l].mixer.x_proj,
+            Phase::Scan(l) => &w.layers[l].mixer.dt_proj,
+            Phase::Out(l) => &w.layers[l].mixer.out_proj,
+            Phase::Head => w.head(),
+        }
+    };
+    let vnni = n == 1 && model.int8_vnni && kernels::vnni::has_vnni();
+    let use_q = |p: usize| vnni && weight(p).dtype == DType::Q8Row;
     let ptr = Ptrs {
         x: b.x.as_mut_ptr(),
         xn: b.xn.as_mut_ptr(),
@@ -233,6 +261,7 @@ pub fn step(
         dt: b.dt.as_mut_ptr(),
         y: b.y.as_mut_ptr(),
         out: b.out.as_mut_ptr(),
+        qx: &mut b.qx,
         conv,
         ssm,
         logits: logits.as_mut_ptr(),
@@ -249,6 +278,8 @@ pub fn step(
         // Capture `ptr` whole (it is Sync; its raw-pointer fields are not).
         #[allow(clippy::redundant_locals)]
         let ptr = ptr;
+        // SAFETY: qx is written only between phases (by `between`).
+        let qx = use_q(p).then(|| unsafe { &*ptr.qx });
         match phase(p) {
             Phase::InConv(l) => {
                 // Writes, per sequence t: xz[t][ch], xz[t][di + ch], u[t][ch]
@@ -258,7 +289,7 @@ pub fn step(
                 let xn = &*slice(ptr.xn, 0, n * dm);
                 // SAFETY: rows of this chunk's channels, t < n, inside xz.
                 unsafe {
-                    rows_dot(&m.in_proj, rg.clone(), xn, n, ptr.xz, 2 * di);
+                    rows_dot(&m.in_proj, rg.clone(), xn, n, ptr.xz, 2 * di, qx);
                     rows_dot(
                         &m.in_proj,
                         di + rg.start..di + rg.end,
@@ -266,6 +297,7 @@ pub fn step(
                         n,
                         ptr.xz,
                         2 * di,
+                        qx,
                     );
                 }
                 let cw = m.conv_w.as_f32();
@@ -306,7 +338,17 @@ pub fn step(
                 // Writes dbl[t][rows].
                 let u = &*slice(ptr.u, 0, n * di);
                 // SAFETY: this chunk's rows, t < n, inside dbl.
-                unsafe { rows_dot(&w.layers[l].mixer.x_proj, xp.range(i), u, n, ptr.dbl, nd) };
+                unsafe {
+                    rows_dot(
+                        &w.layers[l].mixer.x_proj,
+                        xp.range(i),
+                        u,
+                        n,
+                        ptr.dbl,
+                        nd,
+                        qx,
+                    )
+                };
             }
             Phase::Scan(l) => {
                 // Writes, per sequence t: dt[t][ch], the SSM state of ch, y[t][ch].
@@ -314,7 +356,7 @@ pub fn step(
                 let rg = ch.range(i);
                 let dt_low = &*slice(ptr.dt_low, 0, n * r);
                 // SAFETY: this chunk's channels, t < n, inside dt.
-                unsafe { rows_dot(&m.dt_proj, rg.clone(), dt_low, n, ptr.dt, di) };
+                unsafe { rows_dot(&m.dt_proj, rg.clone(), dt_low, n, ptr.dt, di, qx) };
                 let (a, dvec) = (m.a.as_f32(), m.d.as_f32());
                 for t in 0..n {
                     let dt = slice(ptr.dt, t * di + rg.start, rg.len());
@@ -347,7 +389,7 @@ pub fn step(
                 let rg = outs.range(i);
                 let y = &*slice(ptr.y, 0, n * di);
                 // SAFETY: this chunk's rows, t < n, inside out.
-                unsafe { rows_dot(&m.out_proj, rg.clone(), y, n, ptr.out, dm) };
+                unsafe { rows_dot(&m.out_proj, rg.clone(), y, n, ptr.out, dm, qx) };
                 for t in 0..n {
                     let o = slice(ptr.out, t * dm + rg.start, rg.len());
                     if let Some(bias) = &m.out_proj_bias {
@@ -366,7 +408,7 @@ pub fn step(
             Phase::Head => {
                 let xn = &*slice(ptr.xn, 0, n * dm);
                 // SAFETY: this chunk's rows, t < n, inside logits (n × pv).
-                unsafe { rows_dot(w.head(), head.range(i), xn, n, ptr.logits, pv) };
+                unsafe { rows_dot(w.head(), head.range(i), xn, n, ptr.logits, pv, qx) };
             }
         }
     };
@@ -378,20 +420,32 @@ pub fn step(
             }
         }
         let norm = match phase(p) {
-            Phase::InConv(l) => w.layers[l].norm.as_f32(),
-            Phase::Head => w.norm_f.as_f32(),
+            Phase::InConv(l) => Some(w.layers[l].norm.as_f32()),
+            Phase::Head => Some(w.norm_f.as_f32()),
             Phase::Scan(_) => {
                 for t in 0..n {
                     let src = &*slice(ptr.dbl, t * nd, r);
                     slice(ptr.dt_low, t * r, r).copy_from_slice(src);
                 }
-                return;
+                None
             }
-            _ => return,
+            _ => None,
         };
-        for t in 0..n {
-            let x = &*slice(ptr.x, t * dm, dm);
-            kernels::rmsnorm(slice(ptr.xn, t * dm, dm), x, norm, c.norm_eps);
+        if let Some(norm) = norm {
+            for t in 0..n {
+                let x = &*slice(ptr.x, t * dm, dm);
+                kernels::rmsnorm(slice(ptr.xn, t * dm, dm), x, norm, c.norm_eps);
+            }
+        }
+        if use_q(p) {
+            let input = match phase(p) {
+                Phase::InConv(_) | Phase::Head => &*slice(ptr.xn, 0, dm),
+                Phase::XProj(_) => &*slice(ptr.u, 0, di),
+                Phase::Scan(_) => &*slice(ptr.dt_low, 0, r),
+                Phase::Out(_) => &*slice(ptr.y, 0, di),
+            };
+            // SAFETY: no chunk runs between phases; qx is ours alone here.
+            unsafe { (*ptr.qx).quantize(input) };
         }
     };
 

@@ -223,6 +223,11 @@ pub struct Model {
     pub source: String,
     /// Total bytes of the file(s) the model was read from.
     pub file_bytes: u64,
+    /// Decode int8 (q8_row) weights with the VNNI kernel, which rounds each
+    /// product's input to 8 bits (see `kernels::vnni`). Off unless the
+    /// environment sets `MAMBA_INT8_VNNI=1` at load; settable before the
+    /// model is shared.
+    pub int8_vnni: bool,
 }
 
 impl Model {
@@ -245,6 +250,7 @@ impl Model {
             tokenizer: None,
             source: source.to_string(),
             file_bytes,
+            int8_vnni: std::env::var("MAMBA_INT8_VNNI").is_ok_and(|v| v.trim() == "1"),
         })
     }
 }
