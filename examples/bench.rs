@@ -131,6 +131,8 @@ struct Row {
     decode: f64,
     prompt: f64,
     batch: f64,
+    /// Plain-read and best-read bandwidth measured around this row's decode.
+    bound: [f64; 2],
 }
 
 fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
@@ -148,18 +150,21 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
             m.config.d_model
         );
         for threads in [1usize, 2] {
-            // Re-measure the bounds next to each model, keeping the best seen.
-            for (b, fast) in bw.iter_mut().zip([false, true]) {
-                b[threads - 1] = b[threads - 1].max(read_bandwidth(buf, threads, fast));
-            }
             mamba::threads::set_num_threads(threads);
             let prompt: Vec<u32> = (0..128).map(|i| ((i * 7919 + 1) % vocab) as u32).collect();
             let mut s = Session::new(m.clone());
             s.forward_tokens(&prompt[..16]).unwrap();
-            let best_p = best_rate(3, 128, || {
-                s.reset();
-                s.forward_tokens(&prompt).unwrap();
-            });
+            // Decode, between two measurements of the bounds: the machine's
+            // bandwidth drifts by tens of percent over minutes, so each row
+            // is judged against what the memory gave at that moment (the
+            // better of just before and just after).
+            let measure = |bound: &mut [f64; 2]| {
+                for (b, fast) in bound.iter_mut().zip([false, true]) {
+                    *b = b.max(read_bandwidth(buf, threads, fast));
+                }
+            };
+            let mut bound = [0.0; 2];
+            measure(&mut bound);
             let steps = 24;
             let mut i = 0;
             let dec = best_rate(5, steps, || {
@@ -167,6 +172,14 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
                     s.forward(prompt[i % 128]).unwrap();
                     i += 1;
                 }
+            });
+            measure(&mut bound);
+            for (g, b) in bw.iter_mut().zip(bound) {
+                g[threads - 1] = g[threads - 1].max(b);
+            }
+            let best_p = best_rate(3, 128, || {
+                s.reset();
+                s.forward_tokens(&prompt).unwrap();
             });
             let mut ss: Vec<Session> = (0..8).map(|_| Session::new(m.clone())).collect();
             let toks: Vec<u32> = prompt[..8].to_vec();
@@ -185,6 +198,7 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
                 decode: dec,
                 prompt: best_p,
                 batch,
+                bound,
             });
         }
     }
@@ -206,18 +220,20 @@ fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
             wb / 1e6,
             r.decode,
             gbs,
-            100.0 * gbs * 1e9 / bw[0][r.threads - 1],
-            100.0 * gbs * 1e9 / bw[1][r.threads - 1],
+            100.0 * gbs * 1e9 / r.bound[0],
+            100.0 * gbs * 1e9 / r.bound[1],
             r.prompt,
             r.batch,
             r.batch / r.decode
         );
     }
     println!(
-        "\nRead bandwidth, the best of all runs, each thread streaming its own part of a 512 MiB buffer:\n\
-         - plain read (a vectorized sum, as the speed issue measures it): {:.1} GB/s with 1 thread, {:.1} GB/s with 2;\n\
-         - best read (4 accumulators + prefetch 8 KiB ahead, as the decode kernels read): {:.1} GB/s with 1 thread, {:.1} GB/s with 2.\n\
-         % of bound = decode GB/s (tok/s × weight bytes per token) ÷ that bandwidth.",
+        "\nRead bandwidth: each thread streams its own part of a 512 MiB buffer, best of 5, \
+         measured just before and just after each row's decode (the better of the two is that \
+         row's bound):\n\
+         - plain read (a vectorized sum, as the speed issue measures it): up to {:.1} GB/s with 1 thread, {:.1} GB/s with 2 in this run;\n\
+         - best read (4 accumulators + prefetch 8 KiB ahead, as the decode kernels read): up to {:.1} GB/s with 1 thread, {:.1} GB/s with 2.\n\
+         % of bound = decode GB/s (tok/s × weight bytes per token) ÷ the row's bound.",
         bw[0][0] / 1e9,
         bw[0][1] / 1e9,
         bw[1][0] / 1e9,
