@@ -139,12 +139,18 @@ impl Session {
             let Session { state, scratch, .. } = &mut *head[0];
             let mut out = std::mem::take(&mut scratch.batch_logits);
             out.resize(out.len().max(n * v), 0.0);
-            let mut states: Vec<&mut LmState> = Vec::with_capacity(n);
-            states.push(state);
-            states.extend(rest.iter_mut().map(|s| &mut s.state));
-            crate::threads::run(|| {
-                lm::forward_batch(&model, &mut states, scratch, toks, &mut out[..n * v])
-            });
+            let others = rest.iter_mut().map(|s| &mut s.state);
+            if n <= lm::MAX_FEW {
+                let states = std::iter::once(state).chain(others);
+                crate::threads::run(|| {
+                    lm::forward_few(&model, states, scratch, toks, &mut out[..n * v])
+                });
+            } else {
+                let mut states: Vec<&mut LmState> = std::iter::once(state).chain(others).collect();
+                crate::threads::run(|| {
+                    lm::forward_batch(&model, &mut states, scratch, toks, &mut out[..n * v])
+                });
+            }
             scratch.logits.copy_from_slice(&out[..v]);
             for (i, s) in rest.iter_mut().enumerate() {
                 s.scratch

@@ -80,7 +80,7 @@ pub fn phased<C, W, B>(n_phases: usize, chunks: C, work: W, mut between: B)
 where
     C: Fn(usize) -> usize + Sync,
     W: Fn(usize, usize) + Sync,
-    B: FnMut(usize),
+    B: FnMut(usize) + Send,
 {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     let helpers = rayon::current_num_threads().saturating_sub(1);
@@ -142,28 +142,26 @@ where
             work(p, i);
         }
     };
-    rayon::in_place_scope(|s| {
-        for _ in 0..helpers {
-            s.spawn(|_| {
-                let mut idle = 0u32;
-                loop {
-                    let w = plan.word.load(Ordering::Acquire);
-                    if w == DONE {
-                        return;
-                    }
-                    let p = (w >> 32) as usize;
-                    if p < n_phases && (w & 0xffff_ffff) < chunks(p) as u64 {
-                        run_claimed(p);
-                        idle = 0;
-                    } else if idle < 1 << 16 {
-                        idle += 1;
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
-            });
+    let helper = || {
+        let mut idle = 0u32;
+        loop {
+            let w = plan.word.load(Ordering::Acquire);
+            if w == DONE {
+                return;
+            }
+            let p = (w >> 32) as usize;
+            if p < n_phases && (w & 0xffff_ffff) < chunks(p) as u64 {
+                run_claimed(p);
+                idle = 0;
+            } else if idle < 1 << 16 {
+                idle += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
+    };
+    let caller = || {
         let _end = EndPlan(&plan.word);
         for p in 0..n_phases {
             between(p);
@@ -175,7 +173,20 @@ where
                 std::hint::spin_loop();
             }
         }
-    });
+    };
+    with_helpers(helpers, &helper, caller);
+}
+
+/// Runs `caller` on this thread while `k` copies of `helper` wait in rayon's
+/// queue for idle workers (nested `join`s: stack jobs, no heap allocation,
+/// so a decode step allocates nothing). A helper nobody took before
+/// `caller` returned runs here afterwards, finds the plan done and returns.
+fn with_helpers(k: usize, helper: &(impl Fn() + Sync), caller: impl FnOnce() + Send) {
+    if k == 0 {
+        caller()
+    } else {
+        rayon::join(|| with_helpers(k - 1, helper, caller), helper);
+    }
 }
 
 #[cfg(test)]

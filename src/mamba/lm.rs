@@ -7,6 +7,9 @@ use super::step::{self, StepBufs};
 use crate::kernels;
 use crate::model::{LmConfig, Model};
 
+/// Most sequences [`forward_few`] advances at once.
+pub const MAX_FEW: usize = step::MAX_SEQS;
+
 /// Prompt tokens processed together as one matrix-matrix block.
 pub const PROMPT_BLOCK: usize = 64;
 
@@ -80,7 +83,7 @@ pub fn forward_block(
     all_logits: Option<&mut [f32]>,
 ) {
     if let [tok] = tokens {
-        step::step(model, &mut [st], &mut s.step, &[*tok], &mut s.logits);
+        step::step(model, [st], &mut s.step, &[*tok], &mut s.logits);
         if let Some(all) = all_logits {
             all[..s.logits.len()].copy_from_slice(&s.logits);
         }
@@ -101,9 +104,27 @@ pub fn forward_batch(
 ) {
     assert_eq!(states.len(), tokens.len());
     if tokens.len() <= step::MAX_SEQS {
-        return step::step(model, states, &mut s.step, tokens, logits);
+        return step::step(
+            model,
+            states.iter_mut().map(|s| &mut **s),
+            &mut s.step,
+            tokens,
+            logits,
+        );
     }
     run_layers(model, states, s, tokens, Some(logits))
+}
+
+/// [`forward_batch`] for at most [`step::MAX_SEQS`] sequences, given as an
+/// iterator (no collection needed: batched decode allocates nothing).
+pub fn forward_few<'a>(
+    model: &Model,
+    states: impl IntoIterator<Item = &'a mut LmState>,
+    s: &mut LmScratch,
+    tokens: &[u32],
+    logits: &mut [f32],
+) {
+    step::step(model, states, &mut s.step, tokens, logits)
 }
 
 /// The body of both: with one state the tokens are a sequence, with one

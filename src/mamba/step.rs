@@ -188,11 +188,11 @@ unsafe fn rows_dot(
     }
 }
 
-/// Feeds `tokens[t]` (< padded_vocab) to sequence `states[t]`, for 1 to
+/// Feeds `tokens[t]` (< padded_vocab) to the t-th of `states`, for 1 to
 /// [`MAX_SEQS`] sequences; writes n × padded_vocab next-token logits.
-pub fn step(
+pub fn step<'a>(
     model: &Model,
-    states: &mut [&mut LmState],
+    states: impl IntoIterator<Item = &'a mut LmState>,
     b: &mut StepBufs,
     tokens: &[u32],
     logits: &mut [f32],
@@ -202,16 +202,20 @@ pub fn step(
     let n = tokens.len();
     let (dm, di, ds, k, r) = (c.d_model, c.d_inner, c.d_state, c.d_conv, c.dt_rank);
     let (nd, pv) = (r + 2 * ds, c.padded_vocab);
-    assert!((1..=MAX_SEQS).contains(&n) && states.len() == n);
+    assert!((1..=MAX_SEQS).contains(&n));
     assert_eq!(logits.len(), n * pv);
     let mut conv = [std::ptr::null_mut(); MAX_SEQS];
     let mut ssm = [std::ptr::null_mut(); MAX_SEQS];
-    for (t, st) in states.iter_mut().enumerate() {
+    let mut count = 0;
+    for (t, st) in states.into_iter().enumerate() {
+        assert!(t < n, "more states than tokens");
         assert_eq!(st.conv.len(), c.n_layers * di * k);
         assert_eq!(st.ssm.len(), c.n_layers * di * ds);
         conv[t] = st.conv.as_mut_ptr();
         ssm[t] = st.ssm.as_mut_ptr();
+        count += 1;
     }
+    assert_eq!(count, n, "one state per token");
 
     let threads = rayon::current_num_threads();
     // Enough pieces per phase to balance threads, few enough that a piece
@@ -414,6 +418,9 @@ pub fn step(
     };
 
     let between = |p: usize| {
+        // Capture `ptr` whole (it is Send; its raw-pointer fields are not).
+        #[allow(clippy::redundant_locals)]
+        let ptr = ptr;
         if p == 0 {
             for (t, &tok) in tokens.iter().enumerate() {
                 kernels::dequant_row(&w.embedding, tok as usize, slice(ptr.x, t * dm, dm));
