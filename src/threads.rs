@@ -106,14 +106,14 @@ where
         done: AtomicUsize::new(0),
     };
     // Counts a chunk as finished even when its work panics, so nobody spins
-    // forever; the panic itself reaches the caller through rayon's scope.
+    // forever; the panic itself reaches the caller through `rayon::join`.
     struct Finished<'a>(&'a AtomicUsize);
     impl Drop for Finished<'_> {
         fn drop(&mut self) {
             self.0.fetch_add(1, Ordering::Release);
         }
     }
-    // Ends the plan for the workers however the caller leaves the scope.
+    // Ends the plan for the workers however the caller leaves it (a panic too).
     struct EndPlan<'a>(&'a AtomicU64);
     impl Drop for EndPlan<'_> {
         fn drop(&mut self) {
