@@ -128,6 +128,23 @@ pub unsafe fn gemm_t(
 /// bandwidth (1 KiB left f16 and int8 decode 15-25% slower on this machine).
 pub(crate) const PF_DIST: usize = 8192;
 
+/// Calls `$f::<N>(args)` for the input count `$n` (2 to [`MULTI_MAX`]): the
+/// multi-input kernels are generic over N so their accumulators stay in
+/// registers.
+macro_rules! by_n {
+    ($n:expr, $($f:ident)::+, $($arg:expr),*) => {
+        match $n {
+            2 => $($f)::+::<2>($($arg),*),
+            3 => $($f)::+::<3>($($arg),*),
+            4 => $($f)::+::<4>($($arg),*),
+            5 => $($f)::+::<5>($($arg),*),
+            6 => $($f)::+::<6>($($arg),*),
+            7 => $($f)::+::<7>($($arg),*),
+            _ => $($f)::+::<8>($($arg),*),
+        }
+    };
+}
+
 /// Most inputs [`dot_rows_multi`] takes at once.
 pub const MULTI_MAX: usize = 8;
 
@@ -155,17 +172,7 @@ pub fn dot_rows_multi(
                 ($f:ident, $w:expr) => {
                     // SAFETY: avx512 present; the row holds k_len elements of
                     // its dtype (checked at view time), x holds n·k_len floats.
-                    unsafe {
-                        match n {
-                            2 => x86::$f::<2>($w, x, k_len, out),
-                            3 => x86::$f::<3>($w, x, k_len, out),
-                            4 => x86::$f::<4>($w, x, k_len, out),
-                            5 => x86::$f::<5>($w, x, k_len, out),
-                            6 => x86::$f::<6>($w, x, k_len, out),
-                            7 => x86::$f::<7>($w, x, k_len, out),
-                            _ => x86::$f::<8>($w, x, k_len, out),
-                        }
-                    }
+                    unsafe { by_n!(n, x86::$f, $w, x, k_len, out) }
                 };
             }
             match dtype {
@@ -216,17 +223,7 @@ pub fn dot_rows_multi2(
                 ($f:ident, $w:expr) => {
                     // SAFETY: avx512 present; both rows hold k_len elements of
                     // their dtype within `rows` (checked above), x holds n·k_len floats.
-                    unsafe {
-                        match n {
-                            2 => x86::$f::<2>($w, stride, x, k_len, out),
-                            3 => x86::$f::<3>($w, stride, x, k_len, out),
-                            4 => x86::$f::<4>($w, stride, x, k_len, out),
-                            5 => x86::$f::<5>($w, stride, x, k_len, out),
-                            6 => x86::$f::<6>($w, stride, x, k_len, out),
-                            7 => x86::$f::<7>($w, stride, x, k_len, out),
-                            _ => x86::$f::<8>($w, stride, x, k_len, out),
-                        }
-                    }
+                    unsafe { by_n!(n, x86::$f, $w, stride, x, k_len, out) }
                 };
             }
             match dtype {
