@@ -31,6 +31,24 @@ fn default_threads() -> usize {
         .min(256)
 }
 
+/// The cores this process may use (detected once).
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
+}
+
+/// How many threads [`phased`] uses from inside the current pool: its size,
+/// but never more than there are cores. The helpers spin, so with more pool
+/// threads than cores (MAMBA_NUM_THREADS=8 on 2 cores) they would take turns
+/// with the caller instead of helping it.
+pub fn team_size() -> usize {
+    rayon::current_num_threads().min(cores()).max(1)
+}
+
 /// The current pool.
 pub fn pool() -> Arc<rayon::ThreadPool> {
     let lock = POOL.get_or_init(|| RwLock::new(build(default_threads())));
@@ -83,7 +101,7 @@ where
     B: FnMut(usize) + Send,
 {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    let helpers = rayon::current_num_threads().saturating_sub(1);
+    let helpers = team_size().saturating_sub(1);
     if helpers == 0 || rayon::current_thread_index().is_none() {
         for p in 0..n_phases {
             between(p);

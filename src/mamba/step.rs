@@ -217,7 +217,7 @@ pub fn step<'a>(
     }
     assert_eq!(count, n, "one state per token");
 
-    let threads = rayon::current_num_threads();
+    let threads = crate::threads::team_size();
     // Enough pieces per phase to balance threads, few enough that a piece
     // streams a long contiguous run of weights (2 per thread measured best
     // of 1, 2, 4 on this machine).
