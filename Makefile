@@ -55,8 +55,12 @@ demo:
 
 test: test-rust test-c test-python test-install
 
+# The kernels and the LM parity tests once more on each lower SIMD tier
+# (AVX2+FMA+F16C, portable), which CPUs without AVX-512 run.
 test-rust:
 	$(CARGO) test
+	MAMBA_ISA=avx2 $(CARGO) test --lib --test parity --test batch
+	MAMBA_ISA=portable $(CARGO) test --lib --test parity --test batch
 
 test-c: examples
 	$(MAKE) -C tests/c CC=$(CC)

@@ -51,6 +51,9 @@ fn decode_allocates_nothing_per_token() {
                     s.forward(t).unwrap();
                     Session::forward_batch(&mut refs, &toks).unwrap();
                 }
+                // The pool replaced by set_num_threads shuts its threads down
+                // in the background (their exit allocates): let them finish.
+                std::thread::sleep(std::time::Duration::from_millis(200));
                 let before = ALLOCS.load(Ordering::Relaxed);
                 for t in 0..32 {
                     s.forward((t * 7 + 3) % vocab).unwrap();

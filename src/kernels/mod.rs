@@ -6,6 +6,8 @@
 //! converted on the fly. `simd` holds the runtime-detected fast paths; the
 //! portable code here is the reference they must agree with.
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
 pub mod convert;
 pub mod simd;
 pub mod vnni;
@@ -82,6 +84,25 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         return;
     }
     let transposed = simd::has_gemm_t();
+    if !transposed {
+        // Without AVX-512 there is no register-tiled GEMM: groups of up to
+        // MULTI_MAX inputs through the multi-input kernels (each weight row
+        // converted once per group) beat dot products per (input, row).
+        let (xc, yc) = (cols * simd::MULTI_MAX, rows * simd::MULTI_MAX);
+        let mut ok = true;
+        for (xs, ys) in x.chunks(xc).zip(y.chunks_mut(yc)) {
+            let m = xs.len() / cols;
+            ok &= if m == 1 {
+                matvec(w, xs, ys);
+                true
+            } else {
+                matmul_few(w, xs, m, ys)
+            };
+        }
+        if ok {
+            return;
+        }
+    }
     let npad = n.div_ceil(16) * 16;
     let (xt, mut yt) = if transposed {
         let mut xt = vec![0.0f32; cols * npad];

@@ -152,7 +152,9 @@ pub const MULTI_MAX: usize = 8;
 /// one stored row (any dtype but bfloat8, no tensor scale) against a few
 /// inputs, converting each 16 weights once and using them n times. This is
 /// the small-batch product (batched decode): no conversion buffer, no
-/// transposes. Returns false when no fast path exists (the caller falls back).
+/// transposes. With AVX2 the same in 8 lanes; otherwise the row is converted in chunks on the stack,
+/// once for all inputs. Returns false only for n outside 2..=MULTI_MAX or
+/// short buffers.
 pub fn dot_rows_multi(
     dtype: DType,
     row: &[u8],
@@ -188,13 +190,85 @@ pub fn dot_rows_multi(
                     }
                 }
                 DType::Q8_0 => go!(multi_q8_0, row.as_ptr()),
-                DType::BF8 => return false,
+                DType::BF8 => multi_chunked(dtype, row, x, n, k_len, out),
             }
             return true;
         }
     }
-    let _ = (dtype, row, x, n, k_len, out);
-    false
+    if !(2..=MULTI_MAX).contains(&n) || x.len() < n * k_len || out.len() < n {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa() == Isa::Avx2 && super::avx2::available() {
+            use super::avx2;
+            // SAFETY: AVX2, FMA and F16C present; the row holds k_len
+            // elements of its dtype (checked at view time), x n·k_len floats.
+            unsafe {
+                match dtype {
+                    DType::F32 => by_n!(n, avx2::multi_f32, row, x, k_len, out),
+                    DType::F16 => by_n!(n, avx2::multi_f16, row, x, k_len, out),
+                    DType::BF16 => by_n!(n, avx2::multi_bf16, row, x, k_len, out),
+                    DType::I8 => by_n!(n, avx2::multi_i8, row, x, k_len, out),
+                    DType::Q8Row => {
+                        by_n!(n, avx2::multi_i8, &row[4..], x, k_len, out);
+                        let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+                        for o in &mut out[..n] {
+                            *o *= d;
+                        }
+                    }
+                    DType::Q8_0 => by_n!(n, avx2::multi_q8_0, row, x, k_len, out),
+                    DType::BF8 => multi_chunked(dtype, row, x, n, k_len, out),
+                }
+            }
+            return true;
+        }
+    }
+    multi_chunked(dtype, row, x, n, k_len, out);
+    true
+}
+
+/// The fallback of [`dot_rows_multi`] (portable CPUs; bfloat8 rows): the row is
+/// converted 256 elements at a time into a stack buffer, once for all n
+/// inputs, then dotted with each (f32 rows are used in place).
+fn multi_chunked(dtype: DType, row: &[u8], x: &[f32], n: usize, k_len: usize, out: &mut [f32]) {
+    const CHUNK: usize = 256; // a multiple of Q8_0's 32-element blocks
+    out[..n].fill(0.0);
+    let (data, scale, el) = match dtype {
+        DType::Q8Row => (
+            &row[4..],
+            f32::from_le_bytes([row[0], row[1], row[2], row[3]]),
+            DType::I8,
+        ),
+        other => (row, 1.0, other),
+    };
+    // Bytes of elements c0..c1 of `el` (Q8_0: whole 34-byte blocks).
+    let bytes = |c0: usize, c1: usize| match el {
+        DType::F32 => (4 * c0, 4 * c1),
+        DType::F16 | DType::BF16 => (2 * c0, 2 * c1),
+        DType::Q8_0 => (c0 / 32 * 34, c1.div_ceil(32) * 34),
+        _ => (c0, c1),
+    };
+    let mut buf = [0.0f32; CHUNK];
+    let mut c0 = 0;
+    while c0 < k_len {
+        let c1 = (c0 + CHUNK).min(k_len);
+        let (b0, b1) = bytes(c0, c1);
+        let w: &[f32] = if el == DType::F32 {
+            // SAFETY: rows of f32 tensors are 4-byte aligned (checked at view time).
+            unsafe { std::slice::from_raw_parts(data[b0..b1].as_ptr() as *const f32, c1 - c0) }
+        } else {
+            convert_row(el, &data[b0..b1], &mut buf[..c1 - c0]);
+            &buf[..c1 - c0]
+        };
+        for (t, o) in out[..n].iter_mut().enumerate() {
+            *o += dot_f32(w, &x[t * k_len + c0..t * k_len + c1]);
+        }
+        c0 = c1;
+    }
+    for o in &mut out[..n] {
+        *o *= scale;
+    }
 }
 
 /// Like [`dot_rows_multi`] for two consecutive stored rows (`rows` holds
@@ -373,6 +447,21 @@ pub fn dot_row(dtype: DType, row: &[u8], x: &[f32]) -> f32 {
                 _ => {}
             }
         }
+        if isa() == Isa::Avx2 && super::avx2::available() {
+            use super::avx2;
+            // SAFETY: AVX2, FMA and F16C present (checked just above).
+            match dtype {
+                DType::F16 => return unsafe { avx2::dot_f16(row, x) },
+                DType::BF16 => return unsafe { avx2::dot_bf16(row, x) },
+                DType::I8 => return unsafe { avx2::dot_i8(row, x) },
+                DType::Q8Row => {
+                    let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+                    return d * unsafe { avx2::dot_i8(&row[4..4 + cols], x) };
+                }
+                DType::Q8_0 => return unsafe { avx2::dot_q8_0(row, x) },
+                _ => {}
+            }
+        }
     }
     // Portable: convert in chunks on the stack, then an f32 dot.
     let mut buf = [0.0f32; 256];
@@ -439,6 +528,13 @@ pub fn convert_row(dtype: DType, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        // SAFETY: AVX2, FMA and F16C present (checked first).
+        if isa() == Isa::Avx2
+            && super::avx2::available()
+            && unsafe { super::avx2::convert_row(dtype, row, out) }
+        {
+            return;
+        }
     }
     dequant_bytes(dtype, row, out)
 }
@@ -494,6 +590,8 @@ pub(crate) mod x86 {
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
         while i + 32 <= n {
+            _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + PF_DIST / 4) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + PF_DIST / 4 + 16) as *const i8);
             for j in 0..4 {
                 acc[j] = _mm256_fmadd_ps(
                     _mm256_loadu_ps(pa.add(i + 8 * j)),
@@ -1240,7 +1338,7 @@ mod tests {
     #[test]
     fn multi_row_dots_match_single_dots() {
         use half::{bf16, f16};
-        for k in [32, 48, 100, 768] {
+        for k in [32, 48, 100, 768, 800] {
             let w = data(k, 11);
             let f16b: Vec<u8> = w
                 .iter()
@@ -1272,11 +1370,18 @@ mod tests {
             for n in 2..=MULTI_MAX {
                 let x = data(n * k, 12 + n as u32);
                 for (dt, row) in &cases {
-                    let mut out = vec![0.0; n];
-                    if !dot_rows_multi(*dt, row, &x, n, k, &mut out) {
-                        assert!(!has_gemm_t(), "no fast path on an AVX-512 machine");
-                        continue;
+                    // The chunked fallback (AVX2 and portable CPUs) first.
+                    let mut chunked = vec![0.0; n];
+                    multi_chunked(*dt, row, &x, n, k, &mut chunked);
+                    for t in 0..n {
+                        let want = dot_row(*dt, row, &x[t * k..(t + 1) * k]);
+                        assert!(
+                            (chunked[t] - want).abs() < 1e-4 * (1.0 + want.abs()),
+                            "chunked {dt:?} k {k} n {n} t {t}"
+                        );
                     }
+                    let mut out = vec![0.0; n];
+                    assert!(dot_rows_multi(*dt, row, &x, n, k, &mut out));
                     for t in 0..n {
                         let want = dot_row(*dt, row, &x[t * k..(t + 1) * k]);
                         assert!(
@@ -1302,7 +1407,12 @@ mod tests {
                     let mut other = vec![0.0; n];
                     assert!(dot_rows_multi(*dt, &second, &x, n, k, &mut other));
                     let mut two = [[0.0f32; 8]; 2];
-                    assert!(dot_rows_multi2(*dt, &two_rows, stride, &x, n, k, &mut two));
+                    let has_two = dot_rows_multi2(*dt, &two_rows, stride, &x, n, k, &mut two);
+                    // The two-row kernels are AVX-512 only.
+                    assert_eq!(has_two, isa() == Isa::Avx512, "{dt:?}");
+                    if !has_two {
+                        continue;
+                    }
                     for t in 0..n {
                         assert_eq!(two[0][t].to_bits(), out[t].to_bits(), "{dt:?} k {k} n {n}");
                         assert_eq!(
