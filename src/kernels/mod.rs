@@ -169,7 +169,8 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
 }
 
 /// Y = X Wᵀ for a few inputs (batched decode): each stored row is read and
-/// converted once and used for all n inputs. False when no fast path exists.
+/// converted once and used for all n inputs. False when `dot_rows_multi`
+/// declines (n outside 2..=MULTI_MAX).
 fn matmul_few(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) -> bool {
     let rows = w.rows;
     let rb = w.row_bytes();

@@ -152,9 +152,9 @@ pub const MULTI_MAX: usize = 8;
 /// one stored row (any dtype but bfloat8, no tensor scale) against a few
 /// inputs, converting each 16 weights once and using them n times. This is
 /// the small-batch product (batched decode): no conversion buffer, no
-/// transposes. With AVX2 the same in 8 lanes; otherwise the row is converted in chunks on the stack,
-/// once for all inputs. Returns false only for n outside 2..=MULTI_MAX or
-/// short buffers.
+/// transposes. With AVX2 the same in 8 lanes; otherwise the row is
+/// converted in chunks on the stack, once for all inputs. Returns false only
+/// for n outside 2..=MULTI_MAX or short buffers.
 pub fn dot_rows_multi(
     dtype: DType,
     row: &[u8],
