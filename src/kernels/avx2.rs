@@ -150,10 +150,10 @@ macro_rules! multi {
         /// converted once and used N times.
         ///
         /// # Safety
-        /// AVX2, FMA and F16C present ([`available`]); the row holds k
-        /// elements, x holds N·k floats, out at least N.
+        /// AVX2, FMA and F16C present ([`available`]). Lengths are checked.
         #[target_feature(enable = "avx2,fma,f16c")]
         pub unsafe fn $name<const N: usize>(row: &[u8], x: &[f32], k: usize, out: &mut [f32]) {
+            assert!(row.len() >= k * $esize && x.len() >= N * k && out.len() >= N);
             let mut acc = [_mm256_setzero_ps(); N];
             let (pw, px) = (row.as_ptr(), x.as_ptr());
             let mut i = 0;
@@ -195,6 +195,7 @@ multi!(multi_i8, load_i8, 1, DType::I8);
 /// As for the other multi kernels.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn multi_q8_0<const N: usize>(row: &[u8], x: &[f32], k: usize, out: &mut [f32]) {
+    assert!(row.len() >= k / 32 * 34 && x.len() >= N * k && out.len() >= N);
     let mut acc = [_mm256_setzero_ps(); N];
     let (pw, px) = (row.as_ptr(), x.as_ptr());
     for b in 0..k / 32 {
