@@ -6,7 +6,9 @@
 //! Same shape as the AVX-512 kernels in `simd`: convert 8 weights per
 //! instruction group, multiply-add with 4 independent accumulators, prefetch
 //! the row 8 KiB ahead. Tails shorter than 8 go through the portable
-//! conversion.
+//! conversion. Also here: the transposed-input GEMM for prompts, and exp,
+//! SiLU, softplus and the scan in 8 lanes (the portable ones call libm's
+//! expf per element, which made the scan the bulk of an AVX2 prompt).
 
 use super::convert::dequant_bytes;
 use super::simd::PF_DIST;
@@ -215,6 +217,211 @@ pub unsafe fn multi_q8_0<const N: usize>(row: &[u8], x: &[f32], k: usize, out: &
     }
 }
 
+/// The AVX2 form of `simd::gemm_t` (see there): 6 rows × 16 inputs (two
+/// registers) in 12 accumulators, one broadcast weight per row and k.
+///
+/// # Safety
+/// AVX2, FMA and F16C present ([`available`]); `yt` valid for rows × npad
+/// writes that no other thread touches; npad a multiple of 16, w holds
+/// rows × k and xt k × npad floats (asserted by the caller).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_t(
+    w: &[f32],
+    rows: usize,
+    xt: &[f32],
+    npad: usize,
+    k: usize,
+    yt: *mut f32,
+    scale: f32,
+) {
+    let sv = _mm256_set1_ps(scale);
+    let mut r0 = 0;
+    while r0 < rows {
+        let mr = (rows - r0).min(6);
+        // Rows past the end repeat the last one (computed, not stored).
+        let wp: [*const f32; 6] = std::array::from_fn(|i| w.as_ptr().add((r0 + i.min(mr - 1)) * k));
+        let mut t0 = 0;
+        while t0 < npad {
+            let xp = xt.as_ptr().add(t0);
+            let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+            for kk in 0..k {
+                let x0 = _mm256_loadu_ps(xp.add(kk * npad));
+                let x1 = _mm256_loadu_ps(xp.add(kk * npad + 8));
+                for i in 0..6 {
+                    let wb = _mm256_set1_ps(*wp[i].add(kk));
+                    acc[i][0] = _mm256_fmadd_ps(wb, x0, acc[i][0]);
+                    acc[i][1] = _mm256_fmadd_ps(wb, x1, acc[i][1]);
+                }
+            }
+            for (i, a) in acc.iter().enumerate().take(mr) {
+                let out = yt.add((r0 + i) * npad + t0);
+                _mm256_storeu_ps(out, _mm256_mul_ps(a[0], sv));
+                _mm256_storeu_ps(out.add(8), _mm256_mul_ps(a[1], sv));
+            }
+            t0 += 16;
+        }
+        r0 += 6;
+    }
+}
+
+/// exp(x) in 8 lanes: x = n·ln2 + r, exp(r) by the same degree-6 polynomial
+/// as the AVX-512 version, times 2^n. 2^n is applied as two normal factors
+/// 2^⌊n/2⌋·2^(n-⌊n/2⌋), so results below the normal range underflow
+/// gradually (to denormals, then 0) like the AVX-512 version's scalef;
+/// inputs are clamped to [-104, 88.7] as there.
+///
+/// # Safety
+/// AVX2, FMA and F16C present ([`available`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub unsafe fn exp_ps(x: __m256) -> __m256 {
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-104.0)),
+        _mm256_set1_ps(88.7),
+    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
+    let mut p = _mm256_set1_ps(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let ni = _mm256_cvtps_epi32(n);
+    let na = _mm256_srai_epi32::<1>(ni);
+    let nb = _mm256_sub_epi32(ni, na);
+    let bias = _mm256_set1_epi32(127);
+    let pa = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(na, bias)));
+    let pb = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(nb, bias)));
+    _mm256_mul_ps(_mm256_mul_ps(p, pa), pb)
+}
+
+/// ln(x) for normal x > 0: Cephes' logf, as the AVX-512 version, with the
+/// exponent and mantissa taken from the bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn log_ps(x: __m256) -> __m256 {
+    let one = _mm256_set1_ps(1.0);
+    let bits = _mm256_castps_si256(x);
+    let mut e = _mm256_cvtepi32_ps(_mm256_sub_epi32(
+        _mm256_srli_epi32::<23>(bits),
+        _mm256_set1_epi32(127),
+    ));
+    let mut m = _mm256_castsi256_ps(_mm256_or_si256(
+        _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)),
+        _mm256_set1_epi32(0x3f80_0000),
+    ));
+    let big = _mm256_cmp_ps::<_CMP_GT_OQ>(m, _mm256_set1_ps(std::f32::consts::SQRT_2));
+    m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5)), big);
+    e = _mm256_blendv_ps(e, _mm256_add_ps(e, one), big);
+    let f = _mm256_sub_ps(m, one);
+    let z = _mm256_mul_ps(f, f);
+    let mut p = _mm256_set1_ps(7.037_683_6e-2);
+    for c in [
+        -1.151_461e-1,
+        1.167_699_9e-1,
+        -1.242_014_1e-1,
+        1.424_932_3e-1,
+        -1.666_805_8e-1,
+        2.000_071_5e-1,
+        -2.499_999_4e-1,
+        3.333_333_1e-1,
+    ] {
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(c));
+    }
+    let mut y = _mm256_mul_ps(_mm256_mul_ps(p, f), z);
+    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.121_944_4e-4), y);
+    y = _mm256_fnmadd_ps(_mm256_set1_ps(0.5), z, y);
+    _mm256_fmadd_ps(e, _mm256_set1_ps(0.693_359_4), _mm256_add_ps(f, y))
+}
+
+/// Applies `f` to `x` 8 lanes at a time; the tail goes through a zero-padded
+/// register (every lane is independent).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn map8(x: &mut [f32], f: impl Fn(__m256) -> __m256) {
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in chunks.by_ref() {
+        _mm256_storeu_ps(c.as_mut_ptr(), f(_mm256_loadu_ps(c.as_ptr())));
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let mut buf = [0.0f32; 8];
+        buf[..rest.len()].copy_from_slice(rest);
+        _mm256_storeu_ps(buf.as_mut_ptr(), f(_mm256_loadu_ps(buf.as_ptr())));
+        rest.copy_from_slice(&buf[..rest.len()]);
+    }
+}
+
+/// x ← exp(x).
+///
+/// # Safety
+/// AVX2, FMA and F16C present ([`available`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn exp_slice(x: &mut [f32]) {
+    map8(x, |v| exp_ps(v))
+}
+
+/// x ← x·sigmoid(x).
+///
+/// # Safety
+/// AVX2, FMA and F16C present ([`available`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn silu_slice(x: &mut [f32]) {
+    let one = _mm256_set1_ps(1.0);
+    map8(x, |v| {
+        let e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        _mm256_div_ps(v, _mm256_add_ps(one, e))
+    })
+}
+
+/// x ← softplus(x) (x itself above 20), log1p as in the AVX-512 version.
+///
+/// # Safety
+/// AVX2, FMA and F16C present ([`available`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn softplus_slice(x: &mut [f32]) {
+    let one = _mm256_set1_ps(1.0);
+    map8(x, |v| {
+        let t = exp_ps(v);
+        let u = _mm256_add_ps(one, t);
+        let corr = _mm256_div_ps(_mm256_sub_ps(t, _mm256_sub_ps(u, one)), u);
+        let sp = _mm256_add_ps(log_ps(u), corr);
+        let keep = _mm256_cmp_ps::<_CMP_GT_OQ>(v, _mm256_set1_ps(20.0));
+        _mm256_blendv_ps(sp, v, keep)
+    })
+}
+
+/// One channel of the selective scan (see `simd::scan_channel`), 8 state
+/// lanes at a time.
+///
+/// # Safety
+/// AVX2, FMA and F16C present ([`available`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn scan_channel(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dt: f32, u: f32) -> f32 {
+    let n = h.len();
+    assert!(a.len() >= n && b.len() >= n && c.len() >= n);
+    let (dtv, uv) = (_mm256_set1_ps(dt), _mm256_set1_ps(u));
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        let da = exp_ps(_mm256_mul_ps(dtv, _mm256_loadu_ps(a.as_ptr().add(i))));
+        let db = _mm256_mul_ps(_mm256_mul_ps(dtv, _mm256_loadu_ps(b.as_ptr().add(i))), uv);
+        let hn = _mm256_fmadd_ps(da, _mm256_loadu_ps(h.as_ptr().add(i)), db);
+        _mm256_storeu_ps(h.as_mut_ptr().add(i), hn);
+        acc = _mm256_fmadd_ps(hn, _mm256_loadu_ps(c.as_ptr().add(i)), acc);
+        i += 8;
+    }
+    let mut s = hsum(acc);
+    for j in i..n {
+        h[j] = (dt * a[j]).exp() * h[j] + (dt * b[j]) * u;
+        s += h[j] * c[j];
+    }
+    s
+}
+
 /// Converts a stored row to f32 (`out.len()` elements, times `scale` for
 /// the 8-bit types). False for types without a kernel here.
 ///
@@ -352,6 +559,53 @@ mod tests {
                 assert!(unsafe { convert_row(*dt, row, &mut conv) });
                 assert_eq!(conv, want_w, "{dt:?} k {k} conversion");
             }
+        }
+    }
+
+    /// exp, SiLU and softplus against f64 over the ranges the model sees,
+    /// with the AVX-512 versions' bounds; the scan against the portable one.
+    #[test]
+    fn vector_math_is_accurate() {
+        if !available() {
+            return; // no AVX2 tier on this CPU: nothing here can run
+        }
+        let mut xs: Vec<f32> = (0..20001).map(|i| -100.0 + i as f32 * 0.0094).collect();
+        xs.extend([0.0, -0.0, 1e-8, -1e-8, 20.0, 88.0, -87.0, -103.0]);
+        let mut e = xs.clone();
+        let mut si = xs.clone();
+        let mut sp = xs.clone();
+        // SAFETY: available() checked above.
+        unsafe {
+            exp_slice(&mut e);
+            silu_slice(&mut si);
+            softplus_slice(&mut sp);
+        }
+        let (mut we, mut ws, mut wp) = (0.0f64, 0.0f64, 0.0f64);
+        for (i, &x) in xs.iter().enumerate() {
+            let xd = x as f64;
+            let want = xd.exp();
+            if want > 1e-37 {
+                we = we.max((e[i] as f64 - want).abs() / want);
+            } else {
+                assert!(e[i] >= 0.0 && (e[i] as f64) < 1e-36, "exp({x}) = {}", e[i]);
+            }
+            let silu = xd / (1.0 + (-xd).exp());
+            ws = ws.max((si[i] as f64 - silu).abs() / silu.abs().max(1e-30));
+            let soft = if x > 20.0 { xd } else { xd.exp().ln_1p() };
+            wp = wp.max((sp[i] as f64 - soft).abs() / soft.abs().max(1e-30));
+        }
+        assert!(we < 5e-7, "exp max rel err {we}");
+        assert!(ws < 2e-6, "silu max rel err {ws}");
+        assert!(wp < 2e-6, "softplus max rel err {wp}");
+        for n in [1, 8, 16, 23] {
+            let a: Vec<f32> = data(n, 5).iter().map(|v| -(v.abs() * 8.0 + 0.1)).collect();
+            let (b, c) = (data(n, 6), data(n, 7));
+            let mut h1 = data(n, 8);
+            let mut h2 = h1.clone();
+            // SAFETY: available() checked above.
+            let y1 = unsafe { scan_channel(&mut h1, &a, &b, &c, 0.37, 1.3) };
+            let y2 = crate::kernels::simd::scan_channel_portable(&mut h2, &a, &b, &c, 0.37, 1.3);
+            assert!((y1 - y2).abs() < 1e-5, "scan n {n}: {y1} vs {y2}");
         }
     }
 }

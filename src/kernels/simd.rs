@@ -88,7 +88,12 @@ pub const GEMM_BLOCK_ROWS: usize = 48;
 
 /// Whether [`gemm_t`] (the transposed-input kernel) is available.
 pub fn has_gemm_t() -> bool {
-    isa() == Isa::Avx512
+    #[cfg(target_arch = "x86_64")]
+    {
+        isa() == Isa::Avx512 || (isa() == Isa::Avx2 && super::avx2::available())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// yt[r·npad + t] = scale · Σ_k w[r·k_len + k] · xt[k·npad + t] for r < rows,
@@ -96,7 +101,8 @@ pub fn has_gemm_t() -> bool {
 /// with the inputs transposed (k-major, `npad` = input count rounded up to
 /// 16) so that 16 inputs sit in one register. Micro-kernel: 12 rows × 32
 /// inputs in 24 accumulators, one broadcast weight per row and k, no
-/// horizontal sums; the weights are read in place, row by row.
+/// horizontal sums; the weights are read in place, row by row. (AVX2: 6
+/// rows × 16 inputs in 12 accumulators.)
 ///
 /// # Safety
 /// Requires [`has_gemm_t`]; `yt` valid for rows × npad writes that no other
@@ -113,12 +119,16 @@ pub unsafe fn gemm_t(
     assert!(npad % 16 == 0 && w.len() >= rows * k_len && xt.len() >= k_len * npad);
     #[cfg(target_arch = "x86_64")]
     {
-        x86::gemm_t_avx512(w, rows, xt, npad, k_len, yt, scale)
+        if isa() == Isa::Avx512 {
+            x86::gemm_t_avx512(w, rows, xt, npad, k_len, yt, scale)
+        } else {
+            super::avx2::gemm_t(w, rows, xt, npad, k_len, yt, scale)
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (w, rows, xt, npad, k_len, yt, scale);
-        unreachable!("gemm_t needs AVX-512")
+        unreachable!("gemm_t needs AVX-512 or AVX2")
     }
 }
 
@@ -361,6 +371,10 @@ pub fn scan_channel(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dt: f32, u: 
             // SAFETY: avx512f present (checked in `isa`).
             return unsafe { x86::scan_channel_avx512(h, a, b, c, dt, u) };
         }
+        if isa() == Isa::Avx2 && super::avx2::available() {
+            // SAFETY: AVX2, FMA and F16C present.
+            return unsafe { super::avx2::scan_channel(h, a, b, c, dt, u) };
+        }
     }
     scan_channel_portable(h, a, b, c, dt, u)
 }
@@ -389,6 +403,10 @@ pub fn silu_slice(x: &mut [f32]) {
             // SAFETY: avx512f present.
             return unsafe { x86::silu_slice_avx512(x) };
         }
+        if isa() == Isa::Avx2 && super::avx2::available() {
+            // SAFETY: AVX2, FMA and F16C present.
+            return unsafe { super::avx2::silu_slice(x) };
+        }
     }
     for v in x {
         *v = *v / (1.0 + (-*v).exp());
@@ -403,6 +421,10 @@ pub fn softplus_slice(x: &mut [f32]) {
             // SAFETY: avx512f present.
             return unsafe { x86::softplus_slice_avx512(x) };
         }
+        if isa() == Isa::Avx2 && super::avx2::available() {
+            // SAFETY: AVX2, FMA and F16C present.
+            return unsafe { super::avx2::softplus_slice(x) };
+        }
     }
     for v in x {
         *v = if *v > 20.0 { *v } else { v.exp().ln_1p() };
@@ -416,6 +438,10 @@ pub fn exp_slice(x: &mut [f32]) {
         if isa() == Isa::Avx512 {
             // SAFETY: avx512f present.
             return unsafe { x86::exp_slice_avx512(x) };
+        }
+        if isa() == Isa::Avx2 && super::avx2::available() {
+            // SAFETY: AVX2, FMA and F16C present.
+            return unsafe { super::avx2::exp_slice(x) };
         }
     }
     for v in x {
