@@ -11,7 +11,7 @@
 //! expf per element, which made the scan the bulk of an AVX2 prompt).
 
 use super::convert::dequant_bytes;
-use super::simd::PF_DIST;
+use super::simd::{EXP_LN2, EXP_POLY, LOG_LN2, LOG_POLY, PF_DIST};
 use crate::model::DType;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -283,11 +283,11 @@ pub unsafe fn exp_ps(x: __m256) -> __m256 {
         x,
         _mm256_set1_ps(std::f32::consts::LOG2_E),
     ));
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_145_75), x);
-    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428_606_8e-6), r);
-    let mut p = _mm256_set1_ps(1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2.0), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_LN2.1), r);
+    let mut p = _mm256_set1_ps(EXP_POLY[0]);
+    for c in &EXP_POLY[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(*c));
     }
     let ni = _mm256_cvtps_epi32(n);
     let na = _mm256_srai_epi32::<1>(ni);
@@ -318,23 +318,14 @@ unsafe fn log_ps(x: __m256) -> __m256 {
     e = _mm256_blendv_ps(e, _mm256_add_ps(e, one), big);
     let f = _mm256_sub_ps(m, one);
     let z = _mm256_mul_ps(f, f);
-    let mut p = _mm256_set1_ps(7.037_683_6e-2);
-    for c in [
-        -1.151_461e-1,
-        1.167_699_9e-1,
-        -1.242_014_1e-1,
-        1.424_932_3e-1,
-        -1.666_805_8e-1,
-        2.000_071_5e-1,
-        -2.499_999_4e-1,
-        3.333_333_1e-1,
-    ] {
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(c));
+    let mut p = _mm256_set1_ps(LOG_POLY[0]);
+    for c in &LOG_POLY[1..] {
+        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(*c));
     }
     let mut y = _mm256_mul_ps(_mm256_mul_ps(p, f), z);
-    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.121_944_4e-4), y);
+    y = _mm256_fmadd_ps(e, _mm256_set1_ps(LOG_LN2.0), y);
     y = _mm256_fnmadd_ps(_mm256_set1_ps(0.5), z, y);
-    _mm256_fmadd_ps(e, _mm256_set1_ps(0.693_359_4), _mm256_add_ps(f, y))
+    _mm256_fmadd_ps(e, _mm256_set1_ps(LOG_LN2.1), _mm256_add_ps(f, y))
 }
 
 /// Applies `f` to `x` 8 lanes at a time; the tail goes through a zero-padded

@@ -132,6 +132,34 @@ pub unsafe fn gemm_t(
     }
 }
 
+/// exp(x) = 2^n · exp(r), x = n·ln2 + r: ln2 split in two for an exact
+/// reduction, and exp(r)'s degree-6 Taylor coefficients, highest first
+/// (Horner). Shared by the AVX-512 and AVX2 versions.
+pub(crate) const EXP_LN2: (f32, f32) = (0.693_145_75, 1.428_606_8e-6);
+pub(crate) const EXP_POLY: [f32; 7] = [
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+/// Cephes' logf: the polynomial in f = m - 1 (highest first) and the two
+/// parts of ln2 it adds back per exponent. Shared as above.
+pub(crate) const LOG_POLY: [f32; 9] = [
+    7.037_683_6e-2,
+    -1.151_461e-1,
+    1.167_699_9e-1,
+    -1.242_014_1e-1,
+    1.424_932_3e-1,
+    -1.666_805_8e-1,
+    2.000_071_5e-1,
+    -2.499_999_4e-1,
+    3.333_333_1e-1,
+];
+pub(crate) const LOG_LN2: (f32, f32) = (-2.121_944_4e-4, 0.693_359_4);
+
 /// How far ahead (bytes) the decode dot kernels prefetch a weight row. Rows
 /// are read one after another, so this reaches into the next rows: 8 KiB
 /// keeps enough misses in flight for one core to approach the memory's read
@@ -661,15 +689,12 @@ pub(crate) mod x86 {
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
             _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
         );
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
-        let mut p = _mm512_set1_ps(1.0 / 720.0);
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0 / 120.0));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0 / 24.0));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0 / 6.0));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(super::EXP_LN2.0), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(super::EXP_LN2.1), r);
+        let mut p = _mm512_set1_ps(super::EXP_POLY[0]);
+        for c in &super::EXP_POLY[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
+        }
         _mm512_scalef_ps(p, n)
     }
 
@@ -685,24 +710,15 @@ pub(crate) mod x86 {
         e = _mm512_mask_add_ps(e, big, e, one);
         let f = _mm512_sub_ps(m, one);
         let z = _mm512_mul_ps(f, f);
-        let mut p = _mm512_set1_ps(7.037_683_6e-2);
-        for c in [
-            -1.151_461e-1,
-            1.167_699_9e-1,
-            -1.242_014_1e-1,
-            1.424_932_3e-1,
-            -1.666_805_8e-1,
-            2.000_071_5e-1,
-            -2.499_999_4e-1,
-            3.333_333_1e-1,
-        ] {
-            p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+        let mut p = _mm512_set1_ps(super::LOG_POLY[0]);
+        for c in &super::LOG_POLY[1..] {
+            p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(*c));
         }
         let mut y = _mm512_mul_ps(_mm512_mul_ps(p, f), z);
-        y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.121_944_4e-4), y);
+        y = _mm512_fmadd_ps(e, _mm512_set1_ps(super::LOG_LN2.0), y);
         y = _mm512_fnmadd_ps(_mm512_set1_ps(0.5), z, y);
         let r = _mm512_add_ps(f, y);
-        _mm512_fmadd_ps(e, _mm512_set1_ps(0.693_359_4), r)
+        _mm512_fmadd_ps(e, _mm512_set1_ps(super::LOG_LN2.1), r)
     }
 
     #[target_feature(enable = "avx512f")]
