@@ -16,7 +16,8 @@ use crate::model::DType;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-/// AVX2, FMA and F16C all present (checked once).
+/// AVX2, FMA and F16C all present (checked once): what `simd::isa()` needs
+/// for its Avx2 tier, so every kernel here may run when it says Avx2.
 pub fn available() -> bool {
     static A: OnceLock<bool> = OnceLock::new();
     *A.get_or_init(|| {

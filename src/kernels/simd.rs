@@ -30,7 +30,8 @@ pub fn isa() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
             let avx512 = is_x86_feature_detected!("avx512f");
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            // The AVX2 tier also uses F16C (every AVX2 CPU has it).
+            let avx2 = super::avx2::available();
             match cap.as_str() {
                 "portable" => return Isa::Portable,
                 "avx2" if avx2 => return Isa::Avx2,
@@ -90,7 +91,7 @@ pub const GEMM_BLOCK_ROWS: usize = 48;
 pub fn has_gemm_t() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        isa() == Isa::Avx512 || (isa() == Isa::Avx2 && super::avx2::available())
+        matches!(isa(), Isa::Avx512 | Isa::Avx2)
     }
     #[cfg(not(target_arch = "x86_64"))]
     false
@@ -238,7 +239,7 @@ pub fn dot_rows_multi(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if isa() == Isa::Avx2 && super::avx2::available() {
+        if isa() == Isa::Avx2 {
             use super::avx2;
             // SAFETY: AVX2, FMA and F16C present; the row holds k_len
             // elements of its dtype (checked at view time), x n·k_len floats.
@@ -399,7 +400,7 @@ pub fn scan_channel(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dt: f32, u: 
             // SAFETY: avx512f present (checked in `isa`).
             return unsafe { x86::scan_channel_avx512(h, a, b, c, dt, u) };
         }
-        if isa() == Isa::Avx2 && super::avx2::available() {
+        if isa() == Isa::Avx2 {
             // SAFETY: AVX2, FMA and F16C present.
             return unsafe { super::avx2::scan_channel(h, a, b, c, dt, u) };
         }
@@ -423,58 +424,44 @@ pub fn scan_channel_portable(
     acc
 }
 
+/// Applies the detected tier's vector kernel to a slice, or `$scalar` to
+/// each element on portable CPUs.
+macro_rules! map_slice {
+    ($x:expr, $avx512:ident, $avx2:ident, $scalar:expr) => {{
+        let x: &mut [f32] = $x;
+        #[cfg(target_arch = "x86_64")]
+        {
+            match isa() {
+                // SAFETY: the detected tier's features are present.
+                Isa::Avx512 => return unsafe { x86::$avx512(x) },
+                Isa::Avx2 => return unsafe { super::avx2::$avx2(x) },
+                Isa::Portable => {}
+            }
+        }
+        let f: fn(f32) -> f32 = $scalar;
+        for v in x {
+            *v = f(*v);
+        }
+    }};
+}
+
 /// x ← x·sigmoid(x) (SiLU) for each element.
 pub fn silu_slice(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if isa() == Isa::Avx512 {
-            // SAFETY: avx512f present.
-            return unsafe { x86::silu_slice_avx512(x) };
-        }
-        if isa() == Isa::Avx2 && super::avx2::available() {
-            // SAFETY: AVX2, FMA and F16C present.
-            return unsafe { super::avx2::silu_slice(x) };
-        }
-    }
-    for v in x {
-        *v = *v / (1.0 + (-*v).exp());
-    }
+    map_slice!(x, silu_slice_avx512, silu_slice, |v| v / (1.0 + (-v).exp()))
 }
 
 /// x ← softplus(x) as PyTorch computes it: log1p(exp(x)), or x above 20.
 pub fn softplus_slice(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if isa() == Isa::Avx512 {
-            // SAFETY: avx512f present.
-            return unsafe { x86::softplus_slice_avx512(x) };
-        }
-        if isa() == Isa::Avx2 && super::avx2::available() {
-            // SAFETY: AVX2, FMA and F16C present.
-            return unsafe { super::avx2::softplus_slice(x) };
-        }
-    }
-    for v in x {
-        *v = if *v > 20.0 { *v } else { v.exp().ln_1p() };
-    }
+    map_slice!(x, softplus_slice_avx512, softplus_slice, |v| if v > 20.0 {
+        v
+    } else {
+        v.exp().ln_1p()
+    })
 }
 
 /// exp(x) for each element, vectorized where the CPU allows.
 pub fn exp_slice(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if isa() == Isa::Avx512 {
-            // SAFETY: avx512f present.
-            return unsafe { x86::exp_slice_avx512(x) };
-        }
-        if isa() == Isa::Avx2 && super::avx2::available() {
-            // SAFETY: AVX2, FMA and F16C present.
-            return unsafe { super::avx2::exp_slice(x) };
-        }
-    }
-    for v in x {
-        *v = v.exp();
-    }
+    map_slice!(x, exp_slice_avx512, exp_slice, f32::exp)
 }
 
 /// Dot of a stored row (any dtype, no tensor scale) with x.
@@ -501,9 +488,9 @@ pub fn dot_row(dtype: DType, row: &[u8], x: &[f32]) -> f32 {
                 _ => {}
             }
         }
-        if isa() == Isa::Avx2 && super::avx2::available() {
+        if isa() == Isa::Avx2 {
             use super::avx2;
-            // SAFETY: AVX2, FMA and F16C present (checked just above).
+            // SAFETY: AVX2, FMA and F16C present (the Avx2 tier checks them).
             match dtype {
                 DType::F16 => return unsafe { avx2::dot_f16(row, x) },
                 DType::BF16 => return unsafe { avx2::dot_bf16(row, x) },
@@ -582,11 +569,8 @@ pub fn convert_row(dtype: DType, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
-        // SAFETY: AVX2, FMA and F16C present (checked first).
-        if isa() == Isa::Avx2
-            && super::avx2::available()
-            && unsafe { super::avx2::convert_row(dtype, row, out) }
-        {
+        // SAFETY: AVX2, FMA and F16C present (the Avx2 tier checks them).
+        if isa() == Isa::Avx2 && unsafe { super::avx2::convert_row(dtype, row, out) } {
             return;
         }
     }

@@ -103,11 +103,11 @@ pub fn forward_batch(
     logits: &mut [f32],
 ) {
     assert_eq!(states.len(), tokens.len());
-    if tokens.len() <= step::MAX_SEQS {
-        return step::step(
+    if tokens.len() <= MAX_FEW {
+        return forward_few(
             model,
             states.iter_mut().map(|s| &mut **s),
-            &mut s.step,
+            s,
             tokens,
             logits,
         );
