@@ -256,6 +256,19 @@ pub unsafe extern "C" fn mamba_legacy_load_model(
     })
 }
 
+/// Frees the handle a legacy struct keeps in `slot` (of `kind`) and clears
+/// the slot, so a second free is a no-op; a NULL slot is a no-op too.
+///
+/// # Safety
+/// `slot` NULL or a handle registered as `kind`.
+#[cfg(feature = "legacy")]
+unsafe fn free_slot<T>(slot: &mut *mut c_void, kind: Kind, name: &str) {
+    if !slot.is_null() {
+        free_handle(*slot as *mut T, kind, name);
+        *slot = std::ptr::null_mut();
+    }
+}
+
 /// Releases what `load_model` allocated. Safe to call twice.
 ///
 /// # Safety
@@ -263,15 +276,9 @@ pub unsafe extern "C" fn mamba_legacy_load_model(
 #[cfg(feature = "legacy")]
 #[no_mangle]
 pub unsafe extern "C" fn free_model(m: *mut Mamba) {
-    if m.is_null() || (*m).state.is_null() {
-        return;
+    if !m.is_null() {
+        free_slot::<LegacyModel>(&mut (*m).state, Kind::LegacyModel, "free_model");
     }
-    free_handle(
-        (*m).state as *mut LegacyModel,
-        Kind::LegacyModel,
-        "free_model",
-    );
-    (*m).state = std::ptr::null_mut();
 }
 
 /// Feeds one token; returns the logits for the next one (`rounded_vocab_size`
@@ -453,15 +460,9 @@ pub unsafe extern "C" fn build_tokenizer(
 #[cfg(feature = "legacy")]
 #[no_mangle]
 pub unsafe extern "C" fn free_tokenizer(t: *mut Tokenizer) {
-    if t.is_null() || (*t).state.is_null() {
-        return;
+    if !t.is_null() {
+        free_slot::<LegacyTokenizer>(&mut (*t).state, Kind::LegacyTokenizer, "free_tokenizer");
     }
-    free_handle(
-        (*t).state as *mut LegacyTokenizer,
-        Kind::LegacyTokenizer,
-        "free_tokenizer",
-    );
-    (*t).state = std::ptr::null_mut();
 }
 
 /// Encodes `text` with the tokenizer's own algorithm (tokenizer.bin: the C
@@ -592,15 +593,9 @@ pub unsafe extern "C" fn build_sampler(
 #[cfg(feature = "legacy")]
 #[no_mangle]
 pub unsafe extern "C" fn free_sampler(s: *mut Sampler) {
-    if s.is_null() || (*s).probindex.is_null() {
-        return;
+    if !s.is_null() {
+        free_slot::<LegacySamplerScratch>(&mut (*s).probindex, Kind::LegacySampler, "free_sampler");
     }
-    free_handle(
-        (*s).probindex as *mut LegacySamplerScratch,
-        Kind::LegacySampler,
-        "free_sampler",
-    );
-    (*s).probindex = std::ptr::null_mut();
 }
 
 /// The C project's sampling of one token from `logits[0..vocab_size]`
