@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 #[test]
 fn batched_decode_matches_sequential() {
-    for name in ["A.bin", "B.gguf", "C.gguf"] {
+    // The 8-bit files run with int8 products where the CPU has VNNI (the
+    // default): GEMM kernel batched, decode kernel alone.
+    for name in ["A.bin", "B.gguf", "C.gguf", "C.q8_0.gguf", "C.q8row.gguf"] {
         let m = Arc::new(
             mamba::load(&fixture(&format!("lm/{name}")), &LoadOptions::default()).unwrap(),
         );
@@ -91,7 +93,7 @@ fn decode_is_identical_for_any_thread_count() {
     }
 }
 
-/// The opt-in VNNI decode for int8 (q8_row) weights rounds each product's
+/// The VNNI decode for int8 (q8_row) weights rounds each product's
 /// input to 8 bits: its logits must stay close to the exact-input decode and
 /// pick the same tokens, and (where the CPU has VNNI) differ from it, which
 /// shows the path ran.

@@ -168,6 +168,43 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     }
 }
 
+/// [`matmul`], except that with `int8` set, 8-bit weights (q8_row, Q8_0) on
+/// a CPU with AVX-512 VNNI go through [`vnni`]: the inputs are quantized to
+/// int8 once per call, and the products are integer (see `kernels::vnni`
+/// for what that changes). Weight rows are split over threads in blocks.
+pub fn matmul_q(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], int8: bool) {
+    if !(int8 && vnni::gemm_dtype(w.dtype) && vnni::has_vnni()) {
+        return matmul(w, x, n, y);
+    }
+    let rows = w.rows;
+    assert_eq!(x.len(), n * w.cols);
+    assert_eq!(y.len(), n * rows);
+    let mut qx = vnni::QuantX::default();
+    qx.quantize_rows(x, n);
+    let yp = OutPtr(y.as_mut_ptr());
+    // One input: the decode kernel (no repacking); several: the GEMM.
+    let body = |r0: usize, r1: usize| {
+        let yp = yp;
+        if n == 1 {
+            for r in r0..r1 {
+                // SAFETY: r < rows: inside y; rows r0..r1 belong to this task.
+                unsafe { *yp.0.add(r) = vnni::dot_row(w, r, &qx, 0) };
+            }
+        } else {
+            // SAFETY: as above, for every t·rows + r with t < n.
+            unsafe { vnni::gemm(w, r0..r1, &qx, yp.0, rows) };
+        }
+    };
+    let chunk = if n == 1 { 64 } else { 32 * 2 };
+    if w.bytes().len() * n >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 && rows > chunk {
+        (0..rows.div_ceil(chunk))
+            .into_par_iter()
+            .for_each(|c| body(c * chunk, ((c + 1) * chunk).min(rows)));
+    } else {
+        body(0, rows);
+    }
+}
+
 /// Y = X Wᵀ for a few inputs (batched decode): each stored row is read and
 /// converted once and used for all n inputs. False when `dot_rows_multi`
 /// declines (n outside 2..=MULTI_MAX).

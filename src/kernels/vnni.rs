@@ -1,31 +1,38 @@
-//! 8-bit × 8-bit dot products with AVX-512 VNNI, for decoding with int8
-//! (q8_row) weights.
+//! 8-bit × 8-bit products with AVX-512 VNNI, for 8-bit weights (q8_row and
+//! Q8_0).
 //!
-//! The f32 path converts every int8 weight to f32 before its multiply: four
-//! instructions per 16 weights, which makes int8 decode compute-bound on a
-//! core. Here the input vector is quantized once per product to int8 in
-//! blocks of 64 (a scale per block, round to nearest, like llama.cpp's Q8
-//! activations), and `vpdpbusd` multiplies 64 weight/input pairs in one
-//! instruction with exact integer sums; each block's sum is then scaled in
-//! f32. Six instructions per 64 weights.
+//! The f32 path converts every 8-bit weight to f32 before its multiply, so
+//! 8-bit weights cost as much arithmetic as f32 ones. Here each product's
+//! input is quantized once to int8 in blocks of 32 (a scale per block, round
+//! to nearest even, like llama.cpp's Q8 activations), and `vpdpbusd`
+//! multiplies 64 weight/input byte pairs in one instruction with exact
+//! integer sums; each block's sum is then scaled in f32.
+//!
+//! Two kernels share the quantized input ([`QuantX`]):
+//! - [`dot_i8`], one q8_row row against one input (decode): 64 weights per
+//!   `vpdpbusd`, the register's two halves being two blocks.
+//! - [`gemm`], rows × inputs (prompts, batched decode): 32 rows are first
+//!   repacked so that a register holds 4 consecutive weights of 16 rows, and
+//!   each `vpdpbusd` adds 4 products to 16 outputs of one input; a block of
+//!   32 inputs is 8 of them into integer accumulators, then one f32 scale.
 //!
 //! `vpdpbusd` multiplies unsigned by signed bytes, so the weights are offset
 //! by 128 (`w ^ 0x80` = w + 128 as u8, exact for every int8) and the
-//! products of that offset, 128·Σq over each 4-byte lane, are subtracted in
-//! the integer domain: the block sums are exact.
+//! products of that offset, 128·Σq, are subtracted in the integer domain:
+//! the block sums are exact. Both kernels compute the same block sums, so
+//! they agree to f32 rounding of the scaled sums.
 //!
 //! This changes the numerics beyond reordering sums: the input is rounded to
-//! 8 bits (error ≤ 1/254 of each block's largest value). On the 130m shape
-//! it moves the int8 logits from 1.5e-2 to 2.2e-2 of f32 (dtype_report),
-//! and it speeds one-thread decode by ~17% but not two-thread decode on this
-//! machine (memory-bound there), so it is opt-in: `Model::int8_vnni`, set
-//! from `MAMBA_INT8_VNNI=1`. `MAMBA_ISA=avx512` (or lower) disables it.
+//! 8 bits (error ≤ 1/254 of each block's largest value). The model-level
+//! switch is `Model::int8_vnni` (on by default, `MAMBA_INT8_VNNI=0` turns
+//! it off); `MAMBA_ISA=avx512` (or lower) disables these kernels.
 
 use super::simd::{isa, Isa};
+use crate::model::{DType, Tensor};
 use std::sync::OnceLock;
 
-/// Inputs per quantization block (one 512-bit register of int8).
-pub const QBLOCK: usize = 64;
+/// Inputs per quantization block (one Q8_0 block).
+pub const QBLOCK: usize = 32;
 
 /// True when the VNNI kernel can run: AVX-512 with VNNI and BW, and not
 /// capped by `MAMBA_ISA` (any cap turns it off).
@@ -45,170 +52,763 @@ pub fn has_vnni() -> bool {
     })
 }
 
-/// An input vector quantized to int8 in blocks of [`QBLOCK`].
+/// Whether [`gemm`] takes weights of this type.
+pub fn gemm_dtype(d: DType) -> bool {
+    matches!(d, DType::Q8Row | DType::Q8_0)
+}
+
+/// n input vectors quantized to int8 in blocks of [`QBLOCK`].
 #[derive(Default, Clone)]
 pub struct QuantX {
-    /// Inputs (before padding).
+    /// Vectors.
+    pub n: usize,
+    /// Inputs per vector (before padding).
     pub k: usize,
-    /// round(x / d) per block, zero-padded to whole blocks.
+    /// k rounded up to 64 (one register of int8): the stride of `q`.
+    kp: usize,
+    /// n × kp: round(x / d), zero beyond k.
     q: Vec<i8>,
-    /// Per block: its scale d = max|x| / 127.
+    /// n × kp/32: each block's scale d = max|x| / 127.
     d: Vec<f32>,
-    /// Per block, per 4-byte lane (16 lanes): 128 · Σ q over the lane, the
-    /// part of the offset-weight product to subtract.
-    corr: Vec<i32>,
+    /// n × kp/32: 128 · Σ q over each block (the weight offset's share).
+    corr_b: Vec<i32>,
+    /// n × kp/4: the scale of each 4-byte lane (its block's d).
+    dl: Vec<f32>,
+    /// n × kp/4: 128 · Σ q over each 4-byte lane.
+    corr_l: Vec<i32>,
 }
 
 impl QuantX {
-    /// Quantizes `x` (reusing this value's buffers).
+    /// Quantizes one vector `x` (reusing this value's buffers).
     pub fn quantize(&mut self, x: &[f32]) {
-        let k = x.len();
-        let nb = k.div_ceil(QBLOCK);
+        self.quantize_rows(x, 1)
+    }
+
+    /// Quantizes `n` vectors, x being n × k row-major. Requires [`has_vnni`].
+    /// Allocates only when the buffers must grow.
+    pub fn quantize_rows(&mut self, x: &[f32], n: usize) {
+        assert!(has_vnni(), "QuantX needs AVX-512 VNNI");
+        assert!(n >= 1 && x.len() % n == 0);
+        let k = x.len() / n;
+        let kp = k.div_ceil(64) * 64;
+        self.n = n;
         self.k = k;
-        self.q.clear();
-        self.q.resize(nb * QBLOCK, 0);
-        self.d.resize(nb, 0.0);
-        self.corr.resize(nb * 16, 0);
-        for (b, xb) in x.chunks(QBLOCK).enumerate() {
-            let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let (d, id) = if amax > 0.0 && amax.is_finite() {
-                (amax / 127.0, 127.0 / amax)
-            } else {
-                (0.0, 0.0)
-            };
-            self.d[b] = d;
-            let q = &mut self.q[b * QBLOCK..(b + 1) * QBLOCK];
-            for (qv, &xv) in q.iter_mut().zip(xb) {
-                *qv = (xv * id).round().clamp(-127.0, 127.0) as i8;
-            }
-            for (lane, c) in self.corr[b * 16..(b + 1) * 16].iter_mut().enumerate() {
-                *c = 128
-                    * q[4 * lane..4 * lane + 4]
-                        .iter()
-                        .map(|&v| v as i32)
-                        .sum::<i32>();
+        self.kp = kp;
+        self.q.resize(n * kp, 0);
+        self.d.resize(n * kp / 32, 0.0);
+        self.corr_b.resize(n * kp / 32, 0);
+        self.dl.resize(n * kp / 4, 0.0);
+        self.corr_l.resize(n * kp / 4, 0);
+        #[cfg(target_arch = "x86_64")]
+        for t in 0..n {
+            for c in 0..kp / 64 {
+                let len = k.saturating_sub(c * 64).min(64);
+                // SAFETY: has_vnni (asserted); the pointers address chunk c
+                // of vector t in buffers sized above; len inputs remain in x.
+                unsafe {
+                    x86::quantize64(
+                        x.as_ptr().add(t * k + c * 64),
+                        len,
+                        self.q.as_mut_ptr().add(t * kp + c * 64),
+                        self.d.as_mut_ptr().add(t * kp / 32 + 2 * c),
+                        self.corr_b.as_mut_ptr().add(t * kp / 32 + 2 * c),
+                        self.dl.as_mut_ptr().add(t * kp / 4 + 16 * c),
+                        self.corr_l.as_mut_ptr().add(t * kp / 4 + 16 * c),
+                    )
+                }
             }
         }
     }
-
-    pub fn blocks(&self) -> usize {
-        self.d.len()
-    }
 }
 
-/// Σ_i w[i] · x[i] for one row of `x.k` int8 weights (no scale) against the
-/// quantized input `x`. Requires [`has_vnni`].
-///
-/// # Safety
-/// `w` valid for reads of `x.k` bytes.
-#[inline]
-pub unsafe fn dot_i8(w: *const u8, x: &QuantX) -> f32 {
-    debug_assert!(has_vnni());
+/// W.scale · W[r] · x_t for one row of a q8_row or Q8_0 tensor
+/// ([`gemm_dtype`]) with `x.k` columns: the decode kernel. Requires
+/// [`has_vnni`].
+pub fn dot_row(w: &Tensor, r: usize, x: &QuantX, t: usize) -> f32 {
+    assert!(has_vnni() && gemm_dtype(w.dtype) && x.k == w.cols && t < x.n);
+    let row = w.row(r);
     #[cfg(target_arch = "x86_64")]
     {
-        x86::dot_i8_vnni(w, x)
+        if w.dtype == DType::Q8_0 {
+            // SAFETY: a Q8_0 row holds k/32 blocks; t < x.n (asserted).
+            return w.scale * unsafe { x86::dot_q8_0_vnni(row.as_ptr(), x, t) };
+        }
+        let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+        // SAFETY: a q8_row row holds its scale then k int8 weights.
+        w.scale * d * unsafe { x86::dot_i8_vnni(row[4..].as_ptr(), x, t) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (w, x);
+        let _ = row;
+        unreachable!("VNNI is x86-only")
+    }
+}
+
+/// y[t·ld + r] = W.scale · W[r] · x_t for r in `rows` and every vector t of
+/// `x`, W being q8_row or Q8_0 ([`gemm_dtype`]) with `x.k` columns.
+/// Requires [`has_vnni`].
+///
+/// # Safety
+/// `y` valid for writes at every t·ld + r, which no other thread touches.
+pub unsafe fn gemm(w: &Tensor, rows: std::ops::Range<usize>, x: &QuantX, y: *mut f32, ld: usize) {
+    assert!(has_vnni() && gemm_dtype(w.dtype) && x.k == w.cols && rows.end <= w.rows);
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::gemm(w, rows, x, y, ld)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, rows, x, y, ld);
         unreachable!("VNNI is x86-only")
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{QuantX, QBLOCK};
+    use super::QuantX;
     use crate::kernels::simd::PF_DIST;
+    use crate::model::{DType, Tensor};
     use std::arch::x86_64::*;
 
-    /// One block: exact Σ w·q over 64 pairs, as 16 i32 lanes, then scaled.
+    /// Quantizes `len` (0..=64) inputs at x as two blocks of 32: writes 64
+    /// bytes of q (zeros past len), 2 block scales and corrections, and 16
+    /// lane scales and corrections.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn quantize64(
+        x: *const f32,
+        len: usize,
+        q: *mut i8,
+        d: *mut f32,
+        corr_b: *mut i32,
+        dl: *mut f32,
+        corr_l: *mut i32,
+    ) {
+        let mut ds = [0.0f32; 2];
+        for h in 0..2 {
+            let m = |o: usize| -> __mmask16 {
+                let n = len.saturating_sub(32 * h + o).min(16);
+                ((1u32 << n) - 1) as __mmask16
+            };
+            let a0 = _mm512_maskz_loadu_ps(m(0), x.wrapping_add(32 * h));
+            let a1 = _mm512_maskz_loadu_ps(m(16), x.wrapping_add(32 * h + 16));
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
+            let (dv, id) = if amax > 0.0 && amax.is_finite() {
+                (amax / 127.0, 127.0 / amax)
+            } else {
+                (0.0, 0.0)
+            };
+            ds[h] = dv;
+            *d.add(h) = dv;
+            // Round to nearest even (the default MXCSR mode), saturate to i8.
+            let i0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, _mm512_set1_ps(id)));
+            let i1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, _mm512_set1_ps(id)));
+            _mm_storeu_si128(q.add(32 * h) as *mut __m128i, _mm512_cvtsepi32_epi8(i0));
+            _mm_storeu_si128(
+                q.add(32 * h + 16) as *mut __m128i,
+                _mm512_cvtsepi32_epi8(i1),
+            );
+        }
+        let qv = _mm512_loadu_si512(q as *const _);
+        // 128 · Σ q per 4-byte lane: vpdpbusd against bytes of 128.
+        let lanes = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), qv);
+        _mm512_storeu_si512(corr_l as *mut _, lanes);
+        *corr_b = _mm512_mask_reduce_add_epi32(0x00ff, lanes);
+        *corr_b.add(1) = _mm512_mask_reduce_add_epi32(0xff00, lanes);
+        let dv = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(ds[0]), _mm512_set1_ps(ds[1]));
+        _mm512_storeu_ps(dl, dv);
+    }
+
+    /// 64 inputs (chunk c of vector t): exact Σ w·q per 4-byte lane, scaled.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
-    unsafe fn block(w: *const u8, x: &QuantX, b: usize, acc: __m512) -> __m512 {
-        let left = x.k - b * QBLOCK;
-        let wv = if left >= QBLOCK {
-            _mm512_loadu_si512(w.add(b * QBLOCK) as *const _)
+    unsafe fn chunk(w: *const u8, x: &QuantX, t: usize, c: usize, acc: __m512) -> __m512 {
+        let left = x.k - c * 64;
+        let wv = if left >= 64 {
+            _mm512_loadu_si512(w.add(c * 64) as *const _)
         } else {
             // Masked-off weights read as 0; their inputs are padding zeros.
-            _mm512_maskz_loadu_epi8((1u64 << left) - 1, w.add(b * QBLOCK) as *const i8)
+            _mm512_maskz_loadu_epi8((1u64 << left) - 1, w.add(c * 64) as *const i8)
         };
         let wu = _mm512_xor_si512(wv, _mm512_set1_epi8(-128));
-        let q = _mm512_loadu_si512(x.q.as_ptr().add(b * QBLOCK) as *const _);
+        let at = t * x.kp + c * 64;
+        let q = _mm512_loadu_si512(x.q.as_ptr().add(at) as *const _);
         let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, q);
         let s = _mm512_sub_epi32(
             s,
-            _mm512_loadu_si512(x.corr.as_ptr().add(b * 16) as *const _),
+            _mm512_loadu_si512(x.corr_l.as_ptr().add(at / 4) as *const _),
         );
         _mm512_fmadd_ps(
             _mm512_cvtepi32_ps(s),
-            _mm512_set1_ps(*x.d.get_unchecked(b)),
+            _mm512_loadu_ps(x.dl.as_ptr().add(at / 4)),
             acc,
         )
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn dot_i8_vnni(w: *const u8, x: &QuantX) -> f32 {
-        let nb = x.blocks();
+    pub unsafe fn dot_i8_vnni(w: *const u8, x: &QuantX, t: usize) -> f32 {
+        let nc = x.k.div_ceil(64);
         let mut acc0 = _mm512_setzero_ps();
         let mut acc1 = _mm512_setzero_ps();
-        let mut b = 0;
-        while b + 2 <= nb {
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(b * QBLOCK + PF_DIST) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(b * QBLOCK + PF_DIST + 64) as *const i8);
-            acc0 = block(w, x, b, acc0);
-            acc1 = block(w, x, b + 1, acc1);
-            b += 2;
+        let mut c = 0;
+        while c + 2 <= nc {
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(c * 64 + PF_DIST) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(c * 64 + PF_DIST + 64) as *const i8);
+            acc0 = chunk(w, x, t, c, acc0);
+            acc1 = chunk(w, x, t, c + 1, acc1);
+            c += 2;
         }
-        if b < nb {
-            acc0 = block(w, x, b, acc0);
+        if c < nc {
+            acc0 = chunk(w, x, t, c, acc0);
         }
         _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+
+    /// Chunk c (blocks 2c and 2c+1) of a Q8_0 row against vector t.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+    #[inline]
+    unsafe fn chunk_q8_0(row: *const u8, x: &QuantX, t: usize, c: usize, acc: __m512) -> __m512 {
+        let b0 = row.add(2 * c * 34);
+        let lo = _mm256_loadu_si256(b0.add(2) as *const _);
+        let s0 = u16::from_le_bytes([*b0, *b0.add(1)]) as i32;
+        // The second block is absent when k is an odd number of blocks:
+        // weight 0, scale 0 (its inputs are padding zeros anyway).
+        let (hi, s1) = if (2 * c + 1) * 32 < x.k {
+            let b1 = b0.add(34);
+            (
+                _mm256_loadu_si256(b1.add(2) as *const _),
+                u16::from_le_bytes([*b1, *b1.add(1)]) as i32,
+            )
+        } else {
+            (_mm256_setzero_si256(), 0)
+        };
+        let wv = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        let wu = _mm512_xor_si512(wv, _mm512_set1_epi8(-128));
+        let at = t * x.kp + c * 64;
+        let q = _mm512_loadu_si512(x.q.as_ptr().add(at) as *const _);
+        let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, q);
+        let s = _mm512_sub_epi32(
+            s,
+            _mm512_loadu_si512(x.corr_l.as_ptr().add(at / 4) as *const _),
+        );
+        // Lanes 0-7 take block 2c's scale, 8-15 block 2c+1's.
+        let sc = _mm_cvtph_ps(_mm_cvtsi32_si128(s0 | (s1 << 16)));
+        let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        let ws = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(sc));
+        let dl = _mm512_loadu_ps(x.dl.as_ptr().add(at / 4));
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(ws, dl), acc)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+    pub unsafe fn dot_q8_0_vnni(row: *const u8, x: &QuantX, t: usize) -> f32 {
+        let nc = x.k.div_ceil(64);
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut c = 0;
+        while c + 2 <= nc {
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(c * 68 + PF_DIST) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(c * 68 + PF_DIST + 64) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(c * 68 + PF_DIST + 128) as *const i8);
+            acc0 = chunk_q8_0(row, x, t, c, acc0);
+            acc1 = chunk_q8_0(row, x, t, c + 1, acc1);
+            c += 2;
+        }
+        if c < nc {
+            acc0 = chunk_q8_0(row, x, t, c, acc0);
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+
+    /// Inputs per repacked panel: 32 rows × 512 bytes = 16 KiB, L1-resident
+    /// while every input vector passes over it.
+    const PIECE: usize = 512;
+
+    #[repr(align(64))]
+    struct Panel([u8; 32 * PIECE]);
+
+    /// Transposes 16 rows of 16 dwords: out[c] holds dword c of every row.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn transpose16(r: &[__m512i; 16]) -> [__m512i; 16] {
+        // In each 128-bit lane: pairs of rows interleaved by dword, then
+        // quads by qword; then lanes regrouped across registers.
+        let a: [__m512i; 16] = std::array::from_fn(|i| {
+            let (x, y) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_epi32(x, y)
+            } else {
+                _mm512_unpackhi_epi32(x, y)
+            }
+        });
+        // b[4i + c]: in lane L, rows 4i..4i+3 of column 4L + c.
+        let b: [__m512i; 16] = std::array::from_fn(|j| {
+            let (i, c) = (j / 4, j % 4);
+            let (x, y) = (a[4 * i + c / 2], a[4 * i + 2 + c / 2]);
+            if c % 2 == 0 {
+                _mm512_unpacklo_epi64(x, y)
+            } else {
+                _mm512_unpackhi_epi64(x, y)
+            }
+        });
+        let mut out = [_mm512_setzero_si512(); 16];
+        for c in 0..4 {
+            let (b0, b1, b2, b3) = (b[c], b[4 + c], b[8 + c], b[12 + c]);
+            let lo01 = _mm512_shuffle_i32x4::<0x44>(b0, b1);
+            let hi01 = _mm512_shuffle_i32x4::<0xee>(b0, b1);
+            let lo23 = _mm512_shuffle_i32x4::<0x44>(b2, b3);
+            let hi23 = _mm512_shuffle_i32x4::<0xee>(b2, b3);
+            out[c] = _mm512_shuffle_i32x4::<0x88>(lo01, lo23);
+            out[4 + c] = _mm512_shuffle_i32x4::<0xdd>(lo01, lo23);
+            out[8 + c] = _mm512_shuffle_i32x4::<0x88>(hi01, hi23);
+            out[12 + c] = _mm512_shuffle_i32x4::<0xdd>(hi01, hi23);
+        }
+        out
+    }
+
+    /// Copies rows r0..r0+nr (nr ≤ `fill` ≤ 32), inputs k0..k0+kl, into `p`
+    /// as p[(k4·32 + i)·4 + j] = W[r0+i][k0 + 4·k4 + j] + 128 (as u8), rows
+    /// past nr and inputs past the row as weight 0; for Q8_0, the block
+    /// scales into wsc[b·32 + i]. 64 bytes of 16 rows at a time, transposed
+    /// in registers.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    #[inline]
+    unsafe fn repack(
+        w: &Tensor,
+        r0: usize,
+        nr: usize,
+        k0: usize,
+        kl: usize,
+        p: &mut Panel,
+        wsc: &mut [f32; PIECE],
+        fill: usize,
+    ) {
+        let bytes = w.bytes().as_ptr();
+        let rb = w.row_bytes();
+        let k = w.cols;
+        let q80 = w.dtype == DType::Q8_0;
+        let off = _mm512_set1_epi8(-128);
+        if q80 {
+            for i in 0..fill {
+                for b in 0..kl / 32 {
+                    let kb = k0 / 32 + b;
+                    wsc[b * 32 + i] = if i < nr && kb * 32 < k {
+                        let blk = bytes.add((r0 + i) * rb + kb * 34);
+                        let bits = u16::from_le_bytes([*blk, *blk.add(1)]) as i32;
+                        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        // Bytes of weights per row: q8_row rows are padded to 4 bytes
+        // (padding weights meet zero inputs); Q8_0 rows hold k.
+        let kb_row = if q80 { k } else { k.div_ceil(4) * 4 };
+        // Prefetching the next group: only on the first piece (it covers
+        // whole rows), and never past the tensor.
+        let next = (r0 + 32).min(w.rows);
+        let pf = bytes.add(next * rb);
+        let pf_lines = if k0 == 0 {
+            ((w.rows - next).min(32) * rb).div_ceil(64)
+        } else {
+            0
+        };
+        let steps = (fill / 16) * (kl / 64);
+        let pf_per_step = pf_lines.div_ceil(steps.max(1));
+        let mut pf_at = 0;
+        for g in 0..fill / 16 {
+            for j in 0..kl / 64 {
+                let kk = k0 + 64 * j;
+                let mut rows = [_mm512_setzero_si512(); 16];
+                for (ii, rv) in rows.iter_mut().enumerate() {
+                    let i = 16 * g + ii;
+                    let v = if i >= nr || kk >= kb_row {
+                        _mm512_setzero_si512()
+                    } else if q80 {
+                        let blk = bytes.add((r0 + i) * rb + kk / 32 * 34);
+                        let lo = _mm256_loadu_si256(blk.add(2) as *const _);
+                        let hi = if kk + 32 < k {
+                            _mm256_loadu_si256(blk.add(36) as *const _)
+                        } else {
+                            _mm256_setzero_si256()
+                        };
+                        _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+                    } else {
+                        let src = bytes.add((r0 + i) * rb + 4 + kk);
+                        let left = kb_row - kk;
+                        if left >= 64 {
+                            _mm512_loadu_si512(src as *const _)
+                        } else {
+                            _mm512_maskz_loadu_epi8((1u64 << left) - 1, src as *const i8)
+                        }
+                    };
+                    *rv = _mm512_xor_si512(v, off);
+                }
+                // The next 32 rows (one contiguous run of memory) are fetched
+                // while this group is repacked: ~1/16 of them per step.
+                for l in 0..pf_per_step {
+                    _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(pf_at * 64) as *const i8);
+                    pf_at = (pf_at + 1).min(pf_lines);
+                    let _ = l;
+                }
+                let cols = transpose16(&rows);
+                for (c, v) in cols.iter().enumerate() {
+                    let k4 = 16 * j + c;
+                    _mm512_store_si512(p.0.as_mut_ptr().add((k4 * 32 + 16 * g) * 4) as *mut _, *v);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn gemm(
+        w: &Tensor,
+        rows: std::ops::Range<usize>,
+        x: &QuantX,
+        y: *mut f32,
+        ld: usize,
+    ) {
+        let panel = &mut Panel([0; 32 * PIECE]);
+        let mut wsc = [0.0f32; PIECE];
+        let mut rsc = [0.0f32; 32];
+        let q80 = w.dtype == DType::Q8_0;
+        let (bytes, rb) = (w.bytes(), w.row_bytes());
+        let mut r0 = rows.start;
+        while r0 < rows.end {
+            let nr = (rows.end - r0).min(32);
+            let fill = if nr > 16 { 32 } else { 16 };
+            for (i, s) in rsc.iter_mut().enumerate() {
+                *s = if i >= nr {
+                    0.0
+                } else if q80 {
+                    w.scale
+                } else {
+                    let row = &bytes[(r0 + i) * rb..];
+                    w.scale * f32::from_le_bytes([row[0], row[1], row[2], row[3]])
+                };
+            }
+            let mut k0 = 0;
+            while k0 < x.kp {
+                let kl = (x.kp - k0).min(PIECE);
+                repack(w, r0, nr, k0, kl, panel, &mut wsc, fill);
+                let (first, last) = (k0 == 0, k0 + kl == x.kp);
+                let a = Args {
+                    p: panel,
+                    wsc: &wsc,
+                    rsc: &rsc,
+                    x,
+                    k0,
+                    kl,
+                    first,
+                    last,
+                    y,
+                    ld,
+                    r0,
+                    nr,
+                };
+                let mut t0 = 0;
+                while t0 < x.n {
+                    let nt = (x.n - t0).min(4);
+                    macro_rules! go {
+                        ($q:expr) => {
+                            match (nt, fill) {
+                                (4, 32) => tile::<4, 2, $q>(&a, t0),
+                                (3, 32) => tile::<3, 2, $q>(&a, t0),
+                                (2, 32) => tile::<2, 2, $q>(&a, t0),
+                                (1, 32) => tile::<1, 2, $q>(&a, t0),
+                                (4, _) => tile::<4, 1, $q>(&a, t0),
+                                (3, _) => tile::<3, 1, $q>(&a, t0),
+                                (2, _) => tile::<2, 1, $q>(&a, t0),
+                                _ => tile::<1, 1, $q>(&a, t0),
+                            }
+                        };
+                    }
+                    if q80 {
+                        go!(true)
+                    } else {
+                        go!(false)
+                    }
+                    t0 += nt;
+                }
+                k0 += kl;
+            }
+            r0 += nr;
+        }
+    }
+
+    struct Args<'a> {
+        p: &'a Panel,
+        wsc: &'a [f32; PIECE],
+        rsc: &'a [f32; 32],
+        x: &'a QuantX,
+        k0: usize,
+        kl: usize,
+        first: bool,
+        last: bool,
+        y: *mut f32,
+        ld: usize,
+        r0: usize,
+        nr: usize,
+    }
+
+    /// Outputs of inputs t0..t0+NT for the panel's 16·RG rows, over the
+    /// panel's inputs: 8 `vpdpbusd` per block into integer accumulators,
+    /// then one scale (the input block's, times the weight block's for Q8_0).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn tile<const NT: usize, const RG: usize, const Q80: bool>(a: &Args, t0: usize) {
+        let x = a.x;
+        let xnb = x.kp / 32;
+        let masks: [__mmask16; RG] = std::array::from_fn(|g| {
+            let n = a.nr.saturating_sub(16 * g).min(16);
+            ((1u32 << n) - 1) as __mmask16
+        });
+        let out = |t: usize, g: usize| a.y.add((t0 + t) * a.ld + a.r0 + 16 * g);
+        let mut facc = [[_mm512_setzero_ps(); RG]; NT];
+        if !a.first {
+            for (t, f) in facc.iter_mut().enumerate() {
+                for g in 0..RG {
+                    f[g] = _mm512_maskz_loadu_ps(masks[g], out(t, g));
+                }
+            }
+        }
+        let pp = a.p.0.as_ptr();
+        for b in 0..a.kl / 32 {
+            let blk = a.k0 / 32 + b;
+            let mut iacc: [[__m512i; RG]; NT] = std::array::from_fn(|t| {
+                [_mm512_set1_epi32(-*x.corr_b.get_unchecked((t0 + t) * xnb + blk)); RG]
+            });
+            for s in 0..8 {
+                let k4 = b * 8 + s;
+                let wv: [__m512i; RG] = std::array::from_fn(|g| {
+                    _mm512_load_si512(pp.add((k4 * 32 + 16 * g) * 4) as *const _)
+                });
+                for (t, ia) in iacc.iter_mut().enumerate() {
+                    let xq = x.q.as_ptr().add((t0 + t) * x.kp + a.k0 + 4 * k4) as *const i32;
+                    let xb = _mm512_set1_epi32(xq.read_unaligned());
+                    for g in 0..RG {
+                        ia[g] = _mm512_dpbusd_epi32(ia[g], wv[g], xb);
+                    }
+                }
+            }
+            for (t, f) in facc.iter_mut().enumerate() {
+                let dx = _mm512_set1_ps(*x.d.get_unchecked((t0 + t) * xnb + blk));
+                for g in 0..RG {
+                    let sc = if Q80 {
+                        _mm512_mul_ps(_mm512_loadu_ps(a.wsc.as_ptr().add(b * 32 + 16 * g)), dx)
+                    } else {
+                        dx
+                    };
+                    f[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[t][g]), sc, f[g]);
+                }
+            }
+        }
+        for (t, f) in facc.iter().enumerate() {
+            for g in 0..RG {
+                let v = if a.last {
+                    _mm512_mul_ps(f[g], _mm512_loadu_ps(a.rsc.as_ptr().add(16 * g)))
+                } else {
+                    f[g]
+                };
+                _mm512_mask_storeu_ps(out(t, g), masks[g], v);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::tensor::Backing;
+    use std::sync::Arc;
+
+    fn rng(seed: u32) -> impl FnMut() -> u32 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        }
+    }
+
+    /// A q8_row or Q8_0 tensor of random weights over the whole int8 range.
+    fn tensor(dtype: DType, rows: usize, cols: usize, rnd: &mut impl FnMut() -> u32) -> Tensor {
+        let rb = dtype.row_bytes(cols).unwrap();
+        let mut b = vec![0u8; rows * rb];
+        for r in 0..rows {
+            let row = &mut b[r * rb..(r + 1) * rb];
+            match dtype {
+                DType::Q8Row => {
+                    let s = 0.5 + (rnd() % 100) as f32 / 100.0;
+                    row[..4].copy_from_slice(&s.to_le_bytes());
+                    for v in &mut row[4..4 + cols] {
+                        *v = rnd() as u8;
+                    }
+                }
+                _ => {
+                    for blk in row.chunks_mut(34) {
+                        let s = half::f16::from_f32(0.01 + (rnd() % 100) as f32 / 1000.0);
+                        blk[..2].copy_from_slice(&s.to_bits().to_le_bytes());
+                        for v in &mut blk[2..] {
+                            *v = rnd() as u8;
+                        }
+                    }
+                }
+            }
+        }
+        let mut words = vec![0u64; b.len().div_ceil(8)];
+        // SAFETY: words holds at least b.len() bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.as_ptr(), words.as_mut_ptr() as *mut u8, b.len())
+        };
+        let backing = Arc::new(Backing::Heap(words));
+        Tensor::view(&backing, 0, dtype, rows, cols, "test").unwrap()
+    }
+
+    /// The exact result for the quantized inputs, in f64: Σ_blocks
+    /// d_x · (weight scale) · Σ w·q; and the sum of the terms' magnitudes,
+    /// which bounds the f32 rounding of the kernels' block sums.
+    fn reference(w: &Tensor, r: usize, qx: &QuantX, t: usize) -> (f64, f64) {
+        let row = w.row(r);
+        let (mut acc, mut mag) = (0.0f64, 0.0f64);
+        for b in 0..w.cols.div_ceil(QBLOCK) {
+            let (mut s, mut ws) = (0i64, 1.0f64);
+            for i in b * QBLOCK..((b + 1) * QBLOCK).min(w.cols) {
+                let wv = match w.dtype {
+                    DType::Q8Row => row[4 + i] as i8,
+                    _ => {
+                        let blk = &row[(i / 32) * 34..];
+                        ws = half::f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f64();
+                        blk[2 + i % 32] as i8
+                    }
+                };
+                s += wv as i64 * qx.q[t * qx.kp + i] as i64;
+            }
+            let term = s as f64 * ws * qx.d[t * qx.kp / 32 + b] as f64;
+            acc += term;
+            mag += term.abs();
+        }
+        let mut scale = w.scale as f64;
+        if w.dtype == DType::Q8Row {
+            scale *= f32::from_le_bytes([row[0], row[1], row[2], row[3]]) as f64;
+        }
+        (acc * scale, mag * scale.abs())
+    }
+
+    /// |got - want| within f32 rounding of block sums totalling `mag`.
+    fn close(got: f64, (want, mag): (f64, f64)) -> bool {
+        (got - want).abs() <= 1e-6 * (mag + 1.0)
+    }
+
+    fn inputs(n: usize, k: usize, rnd: &mut impl FnMut() -> u32) -> Vec<f32> {
+        (0..n * k)
+            .map(|i| {
+                // Blocks of very different magnitudes, and an all-zero block.
+                let mag = [1.0f32, 0.01, 30.0, 0.0][(i % k) / 32 % 4];
+                mag * ((rnd() % 2001) as f32 / 1000.0 - 1.0)
+            })
+            .collect()
+    }
 
     #[test]
-    fn integer_sums_are_exact() {
+    fn quantization_is_within_half_a_step() {
         if !has_vnni() {
-            return; // nothing to compare on this CPU: the f32 path is used
+            return; // the f32 path is used on this CPU: nothing to check
         }
-        let mut seed = 7u32;
-        let mut rnd = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed
-        };
-        for k in [1, 48, 63, 64, 65, 100, 768, 1536, 1000] {
-            // Weights over the whole int8 range, -128 included.
-            let w: Vec<u8> = (0..k).map(|_| rnd() as u8).collect();
-            let x: Vec<f32> = (0..k)
-                .map(|_| (rnd() % 2001) as f32 / 1000.0 - 1.0)
-                .collect();
+        let mut rnd = rng(3);
+        for k in [1, 31, 32, 33, 64, 100, 768] {
+            let x = inputs(3, k, &mut rnd);
             let mut qx = QuantX::default();
-            qx.quantize(&x);
-            // Reference: the same quantized inputs, summed in f64.
-            let mut want = 0.0f64;
-            for b in 0..qx.blocks() {
-                let mut s = 0i64;
-                for i in b * QBLOCK..((b + 1) * QBLOCK).min(k) {
-                    s += (w[i] as i8 as i64) * (qx.q[i] as i64);
+            qx.quantize_rows(&x, 3);
+            for t in 0..3 {
+                for i in 0..qx.kp {
+                    let b = t * qx.kp / 32 + i / 32;
+                    let q = qx.q[t * qx.kp + i];
+                    if i >= k {
+                        assert_eq!(q, 0);
+                        continue;
+                    }
+                    let (xv, d) = (x[t * k + i], qx.d[b]);
+                    assert!(
+                        (q as f32 * d - xv).abs() <= 0.5001 * d + 1e-30,
+                        "{xv} {q} {d}"
+                    );
+                    assert_eq!(qx.dl[t * qx.kp / 4 + i / 4], d);
                 }
-                want += s as f64 * qx.d[b] as f64;
+                for b in 0..qx.kp / 32 {
+                    let s: i32 = qx.q[t * qx.kp + b * 32..t * qx.kp + (b + 1) * 32]
+                        .iter()
+                        .map(|&v| v as i32)
+                        .sum();
+                    assert_eq!(qx.corr_b[t * qx.kp / 32 + b], 128 * s);
+                }
             }
-            // SAFETY: w holds k bytes.
-            let got = unsafe { dot_i8(w.as_ptr(), &qx) } as f64;
-            assert!(
-                (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                "k {k}: {got} vs {want}"
-            );
-            // And the quantization itself is within half a step of x.
-            for (i, &xv) in x.iter().enumerate() {
-                let d = qx.d[i / QBLOCK];
-                assert!((qx.q[i] as f32 * d - xv).abs() <= 0.5001 * d + 1e-7);
+        }
+    }
+
+    #[test]
+    fn dot_sums_are_exact() {
+        if !has_vnni() {
+            return;
+        }
+        let mut rnd = rng(7);
+        for dtype in [DType::Q8Row, DType::Q8_0] {
+            for k in [1, 32, 48, 63, 64, 65, 96, 100, 768, 1536, 1000, 1056] {
+                if dtype.row_bytes(k).is_none() {
+                    continue;
+                }
+                let w = tensor(dtype, 2, k, &mut rnd).with_scale(1.5);
+                let x = inputs(2, k, &mut rnd);
+                let mut qx = QuantX::default();
+                qx.quantize_rows(&x, 2);
+                for t in 0..2 {
+                    let got = dot_row(&w, 1, &qx, t) as f64;
+                    let want = reference(&w, 1, &qx, t);
+                    assert!(close(got, want), "{dtype:?} k {k}: {got} vs {want:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_sums_are_exact() {
+        if !has_vnni() {
+            return;
+        }
+        let mut rnd = rng(11);
+        for dtype in [DType::Q8Row, DType::Q8_0] {
+            for (rows, k, n) in [
+                (1, 32, 1),
+                (16, 64, 4),
+                (17, 96, 3),
+                (33, 768, 5),
+                (40, 1056, 9),
+                (7, 1600, 2),
+                (48, 32, 8),
+            ] {
+                let w = tensor(dtype, rows, k, &mut rnd).with_scale(0.75);
+                let x = inputs(n, k, &mut rnd);
+                let mut qx = QuantX::default();
+                qx.quantize_rows(&x, n);
+                // Rows 1.. into a wider output (ld > rows), the rest untouched.
+                let ld = rows + 3;
+                let mut y = vec![f32::NAN; n * ld];
+                // SAFETY: every t·ld + r (r < rows) is inside y.
+                unsafe { gemm(&w, 1..rows, &qx, y.as_mut_ptr(), ld) };
+                for t in 0..n {
+                    assert!(
+                        y[t * ld].is_nan()
+                            && y[t * ld + rows..(t + 1) * ld].iter().all(|v| v.is_nan())
+                    );
+                    for r in 1..rows {
+                        let (got, want) = (y[t * ld + r] as f64, reference(&w, r, &qx, t));
+                        assert!(
+                            close(got, want),
+                            "{dtype:?} {rows}x{k} n {n}: row {r} input {t}: {got} vs {want:?}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -27,6 +27,8 @@ pub struct Dims {
     pub d_state: usize,
     pub d_conv: usize,
     pub dt_rank: usize,
+    /// Run 8-bit weights' products in int8 (`Model::int8_vnni`).
+    pub int8: bool,
 }
 
 impl Dims {
@@ -100,7 +102,7 @@ pub fn forward(
 
     // 1. in_proj: [xs | z] for every token.
     let xz = &mut s.xz[..n * 2 * di];
-    kernels::matmul(&w.in_proj, x, n, xz);
+    kernels::matmul_q(&w.in_proj, x, n, xz, d.int8);
     add_bias(xz, 2 * di, w.in_proj_bias.as_ref());
 
     // 2. causal depthwise conv1d over time, then SiLU. The conv state holds
@@ -129,13 +131,13 @@ pub fn forward(
 
     // 3. x_proj to [dt_low | B | C]; 4. dt = softplus(dt_proj(dt_low) + bias).
     let dbl = &mut s.dbl[..n * nd];
-    kernels::matmul(&w.x_proj, u, n, dbl);
+    kernels::matmul_q(&w.x_proj, u, n, dbl, d.int8);
     let dt_low = &mut s.dt_low[..n * r];
     for t in 0..n {
         dt_low[t * r..(t + 1) * r].copy_from_slice(&dbl[t * nd..t * nd + r]);
     }
     let dt = &mut s.dt[..n * di];
-    kernels::matmul(&w.dt_proj, dt_low, n, dt);
+    kernels::matmul_q(&w.dt_proj, dt_low, n, dt, d.int8);
     let dtb = w.dt_bias.as_f32();
     for row in dt.chunks_exact_mut(di) {
         for (v, b) in row.iter_mut().zip(dtb) {
@@ -158,7 +160,7 @@ pub fn forward(
     }
 
     // 6. out_proj.
-    kernels::matmul(&w.out_proj, y, n, &mut out[..n * d.d_model]);
+    kernels::matmul_q(&w.out_proj, y, n, &mut out[..n * d.d_model], d.int8);
     add_bias(
         &mut out[..n * d.d_model],
         d.d_model,

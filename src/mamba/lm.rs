@@ -54,6 +54,7 @@ pub fn dims(c: &LmConfig) -> Dims {
         d_state: c.d_state,
         d_conv: c.d_conv,
         dt_rank: c.dt_rank,
+        int8: false,
     }
 }
 
@@ -141,7 +142,10 @@ fn run_layers(
     let n = tokens.len();
     assert!(n >= 1 && n <= PROMPT_BLOCK);
     let (dm, di) = (c.d_model, c.d_inner);
-    let d = dims(c);
+    let d = Dims {
+        int8: model.int8_vnni,
+        ..dims(c)
+    };
 
     // Embedding lookup.
     for (t, &tok) in tokens.iter().enumerate() {
@@ -195,11 +199,11 @@ fn run_layers(
                 c.norm_eps,
             );
         }
-        kernels::matmul(head, &s.xn[..n * dm], n, &mut all[..n * v]);
+        kernels::matmul_q(head, &s.xn[..n * dm], n, &mut all[..n * v], d.int8);
         s.logits.copy_from_slice(&all[(n - 1) * v..n * v]);
     } else {
         let last = (n - 1) * dm;
         kernels::rmsnorm(&mut s.xn[..dm], &s.x[last..last + dm], norm_f, c.norm_eps);
-        kernels::matvec(head, &s.xn[..dm], &mut s.logits);
+        kernels::matmul_q(head, &s.xn[..dm], 1, &mut s.logits, d.int8);
     }
 }

@@ -26,7 +26,7 @@
 
 use super::lm::LmState;
 use crate::kernels::{self, simd, vnni::QuantX};
-use crate::model::{DType, Model, Tensor};
+use crate::model::{Model, Tensor};
 
 /// Most sequences one step advances together.
 pub const MAX_SEQS: usize = simd::MULTI_MAX;
@@ -144,7 +144,7 @@ unsafe fn rows_dot(
     let bytes = w.bytes();
     let mut out = [0.0f32; MAX_SEQS];
     let mut rows = rows;
-    if n > 1 {
+    if n > 1 && qx.is_none() {
         // Two rows per pass where a kernel exists: each input vector is
         // loaded once for both.
         let mut two = [[0.0f32; MAX_SEQS]; 2];
@@ -163,13 +163,14 @@ unsafe fn rows_dot(
         }
     }
     if let Some(qx) = qx {
-        // One sequence, int8 rows, VNNI: x was quantized once for all rows.
-        debug_assert!(n == 1 && w.dtype == DType::Q8Row && qx.k == k);
-        for r in rows {
-            let row = &bytes[r * rb..(r + 1) * rb];
-            let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
-            // SAFETY: a q8_row row holds its scale then k int8 weights.
-            *y.add(r) = w.scale * (d * kernels::vnni::dot_i8(row[4..4 + k].as_ptr(), qx));
+        // 8-bit rows, VNNI: x was quantized once for all rows (n vectors).
+        debug_assert!(qx.n == n && qx.k == k);
+        if n == 1 {
+            for r in rows {
+                *y.add(r) = kernels::vnni::dot_row(w, r, qx, 0);
+            }
+        } else {
+            kernels::vnni::gemm(w, rows, qx, y, ld);
         }
         return;
     }
@@ -253,8 +254,8 @@ pub fn step<'a>(
             Phase::Head => w.head(),
         }
     };
-    let vnni = n == 1 && model.int8_vnni && kernels::vnni::has_vnni();
-    let use_q = |p: usize| vnni && weight(p).dtype == DType::Q8Row;
+    let vnni = model.int8_vnni && kernels::vnni::has_vnni();
+    let use_q = |p: usize| vnni && kernels::vnni::gemm_dtype(weight(p).dtype);
     let ptr = Ptrs {
         x: b.x.as_mut_ptr(),
         xn: b.xn.as_mut_ptr(),
@@ -446,13 +447,13 @@ pub fn step<'a>(
         }
         if use_q(p) {
             let input = match phase(p) {
-                Phase::InConv(_) | Phase::Head => &*slice(ptr.xn, 0, dm),
-                Phase::XProj(_) => &*slice(ptr.u, 0, di),
-                Phase::Scan(_) => &*slice(ptr.dt_low, 0, r),
-                Phase::Out(_) => &*slice(ptr.y, 0, di),
+                Phase::InConv(_) | Phase::Head => &*slice(ptr.xn, 0, n * dm),
+                Phase::XProj(_) => &*slice(ptr.u, 0, n * di),
+                Phase::Scan(_) => &*slice(ptr.dt_low, 0, n * r),
+                Phase::Out(_) => &*slice(ptr.y, 0, n * di),
             };
             // SAFETY: no chunk runs between phases; qx is ours alone here.
-            unsafe { (*ptr.qx).quantize(input) };
+            unsafe { (*ptr.qx).quantize_rows(input, n) };
         }
     };
 

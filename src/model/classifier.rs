@@ -116,6 +116,7 @@ impl ClassifierConfig {
             d_state: self.d_state,
             d_conv: self.d_conv,
             dt_rank: self.dt_rank,
+            int8: false,
         }
     }
 

@@ -223,10 +223,12 @@ pub struct Model {
     pub source: String,
     /// Total bytes of the file(s) the model was read from.
     pub file_bytes: u64,
-    /// Decode int8 (q8_row) weights with the VNNI kernel, which rounds each
-    /// product's input to 8 bits (see `kernels::vnni`). Off unless the
-    /// environment sets `MAMBA_INT8_VNNI=1` at load; settable before the
-    /// model is shared.
+    /// Multiply 8-bit weights (q8_row, Q8_0) in int8 with the VNNI kernels
+    /// where the CPU has AVX-512 VNNI: each product's input is rounded to 8
+    /// bits per block of 32 (see `kernels::vnni`), in decode, batched
+    /// decode and prompts alike. On unless the environment sets
+    /// `MAMBA_INT8_VNNI=0` at load; settable before the model is shared.
+    /// No effect on other weight types or CPUs.
     pub int8_vnni: bool,
 }
 
@@ -250,7 +252,7 @@ impl Model {
             tokenizer: None,
             source: source.to_string(),
             file_bytes,
-            int8_vnni: std::env::var("MAMBA_INT8_VNNI").is_ok_and(|v| v.trim() == "1"),
+            int8_vnni: std::env::var("MAMBA_INT8_VNNI").map_or(true, |v| v.trim() != "0"),
         })
     }
 }
