@@ -88,7 +88,7 @@ impl QuantX {
     /// Allocates only when the buffers must grow.
     pub fn quantize_rows(&mut self, x: &[f32], n: usize) {
         assert!(has_vnni(), "QuantX needs AVX-512 VNNI");
-        assert!(n >= 1 && x.len() % n == 0);
+        assert!(n >= 1 && x.len().is_multiple_of(n));
         let k = x.len() / n;
         let kp = k.div_ceil(64) * 64;
         self.n = n;
@@ -184,7 +184,7 @@ mod x86 {
         corr_l: *mut i32,
     ) {
         let mut ds = [0.0f32; 2];
-        for h in 0..2 {
+        for (h, dh) in ds.iter_mut().enumerate() {
             let m = |o: usize| -> __mmask16 {
                 let n = len.saturating_sub(32 * h + o).min(16);
                 ((1u32 << n) - 1) as __mmask16
@@ -197,7 +197,7 @@ mod x86 {
             } else {
                 (0.0, 0.0)
             };
-            ds[h] = dv;
+            *dh = dv;
             *d.add(h) = dv;
             // Round to nearest even (the default MXCSR mode), saturate to i8.
             let i0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, _mm512_set1_ps(id)));

@@ -130,14 +130,15 @@ pub fn forward(
     kernels::silu_slice(u);
 
     // 3. x_proj to [dt_low | B | C]; 4. dt = softplus(dt_proj(dt_low) + bias).
+    //    (Exact inputs even with d.int8: these feed the scan's dt, B and C.)
     let dbl = &mut s.dbl[..n * nd];
-    kernels::matmul_q(&w.x_proj, u, n, dbl, d.int8);
+    kernels::matmul(&w.x_proj, u, n, dbl);
     let dt_low = &mut s.dt_low[..n * r];
     for t in 0..n {
         dt_low[t * r..(t + 1) * r].copy_from_slice(&dbl[t * nd..t * nd + r]);
     }
     let dt = &mut s.dt[..n * di];
-    kernels::matmul_q(&w.dt_proj, dt_low, n, dt, d.int8);
+    kernels::matmul(&w.dt_proj, dt_low, n, dt);
     let dtb = w.dt_bias.as_f32();
     for row in dt.chunks_exact_mut(di) {
         for (v, b) in row.iter_mut().zip(dtb) {

@@ -255,7 +255,12 @@ pub fn step<'a>(
         }
     };
     let vnni = model.int8_vnni && kernels::vnni::has_vnni();
-    let use_q = |p: usize| vnni && kernels::vnni::gemm_dtype(weight(p).dtype);
+    // x_proj and dt_proj (dt, B, C: the scan's sensitive inputs, ~3% of the
+    // multiply-adds) keep exact inputs.
+    let use_q = |p: usize| {
+        vnni && !matches!(phase(p), Phase::XProj(_) | Phase::Scan(_))
+            && kernels::vnni::gemm_dtype(weight(p).dtype)
+    };
     let ptr = Ptrs {
         x: b.x.as_mut_ptr(),
         xn: b.xn.as_mut_ptr(),

@@ -223,10 +223,10 @@ pub struct Model {
     pub source: String,
     /// Total bytes of the file(s) the model was read from.
     pub file_bytes: u64,
-    /// Multiply 8-bit weights (q8_row, Q8_0) in int8 with the VNNI kernels
-    /// where the CPU has AVX-512 VNNI: each product's input is rounded to 8
-    /// bits per block of 32 (see `kernels::vnni`), in decode, batched
-    /// decode and prompts alike. On unless the environment sets
+    /// Multiply 8-bit weights (q8_row, Q8_0) of in_proj, out_proj and the
+    /// head in int8 with the VNNI kernels where the CPU has AVX-512 VNNI:
+    /// each product's input is rounded to 8 bits per block of 32 (see
+    /// `kernels::vnni`), in decode, batched decode and prompts alike. On unless the environment sets
     /// `MAMBA_INT8_VNNI=0` at load; settable before the model is shared.
     /// No effect on other weight types or CPUs.
     pub int8_vnni: bool,
