@@ -131,11 +131,11 @@ pub fn dot_row(w: &Tensor, r: usize, x: &QuantX, t: usize) -> f32 {
     {
         if w.dtype == DType::Q8_0 {
             // SAFETY: a Q8_0 row holds k/32 blocks; t < x.n (asserted).
-            return w.scale * unsafe { x86::dot_q8_0_vnni(row.as_ptr(), x, t) };
+            return w.scale * unsafe { x86::dot_vnni::<true>(row.as_ptr(), x, t) };
         }
         let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
         // SAFETY: a q8_row row holds its scale then k int8 weights.
-        w.scale * d * unsafe { x86::dot_i8_vnni(row[4..].as_ptr(), x, t) }
+        w.scale * d * unsafe { x86::dot_vnni::<false>(row[4..].as_ptr(), x, t) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -244,25 +244,6 @@ mod x86 {
         )
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn dot_i8_vnni(w: *const u8, x: &QuantX, t: usize) -> f32 {
-        let nc = x.k.div_ceil(64);
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
-        let mut c = 0;
-        while c + 2 <= nc {
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(c * 64 + PF_DIST) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(c * 64 + PF_DIST + 64) as *const i8);
-            acc0 = chunk(w, x, t, c, acc0);
-            acc1 = chunk(w, x, t, c + 1, acc1);
-            c += 2;
-        }
-        if c < nc {
-            acc0 = chunk(w, x, t, c, acc0);
-        }
-        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
-    }
-
     /// Chunk c (blocks 2c and 2c+1) of a Q8_0 row against vector t.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
     #[inline]
@@ -298,22 +279,38 @@ mod x86 {
         _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(ws, dl), acc)
     }
 
+    /// One row against vector t, in two accumulators: a q8_row row's int8
+    /// weights (after its scale) at `w`, or with `Q80` a Q8_0 row (34 bytes
+    /// per 32 weights).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
-    pub unsafe fn dot_q8_0_vnni(row: *const u8, x: &QuantX, t: usize) -> f32 {
+    pub unsafe fn dot_vnni<const Q80: bool>(w: *const u8, x: &QuantX, t: usize) -> f32 {
         let nc = x.k.div_ceil(64);
+        let step: usize = if Q80 { 68 } else { 64 };
+        // (A macro, not a closure: the kernels must inline into this loop.)
+        macro_rules! one {
+            ($c:expr, $acc:expr) => {
+                if Q80 {
+                    chunk_q8_0(w, x, t, $c, $acc)
+                } else {
+                    chunk(w, x, t, $c, $acc)
+                }
+            };
+        }
         let mut acc0 = _mm512_setzero_ps();
         let mut acc1 = _mm512_setzero_ps();
         let mut c = 0;
         while c + 2 <= nc {
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(c * 68 + PF_DIST) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(c * 68 + PF_DIST + 64) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(c * 68 + PF_DIST + 128) as *const i8);
-            acc0 = chunk_q8_0(row, x, t, c, acc0);
-            acc1 = chunk_q8_0(row, x, t, c + 1, acc1);
+            for l in 0..step.div_ceil(32) {
+                _mm_prefetch::<_MM_HINT_T0>(
+                    w.wrapping_add(c * step + PF_DIST + 64 * l) as *const i8
+                );
+            }
+            acc0 = one!(c, acc0);
+            acc1 = one!(c + 1, acc1);
             c += 2;
         }
         if c < nc {
-            acc0 = chunk_q8_0(row, x, t, c, acc0);
+            acc0 = one!(c, acc0);
         }
         _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
     }
