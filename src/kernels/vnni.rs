@@ -229,19 +229,25 @@ mod x86 {
             // Masked-off weights read as 0; their inputs are padding zeros.
             _mm512_maskz_loadu_epi8((1u64 << left) - 1, w.add(c * 64) as *const i8)
         };
-        let wu = _mm512_xor_si512(wv, _mm512_set1_epi8(-128));
-        let at = t * x.kp + c * 64;
-        let q = _mm512_loadu_si512(x.q.as_ptr().add(at) as *const _);
-        let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, q);
-        let s = _mm512_sub_epi32(
-            s,
-            _mm512_loadu_si512(x.corr_l.as_ptr().add(at / 4) as *const _),
-        );
+        let (s, at) = lane_sums(wv, x, t, c);
         _mm512_fmadd_ps(
             _mm512_cvtepi32_ps(s),
             _mm512_loadu_ps(x.dl.as_ptr().add(at / 4)),
             acc,
         )
+    }
+
+    /// Exact Σ w·q per 4-byte lane of 64 int8 weights `wv` against chunk c
+    /// of vector t; and the chunk's offset in `x.q`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn lane_sums(wv: __m512i, x: &QuantX, t: usize, c: usize) -> (__m512i, usize) {
+        let wu = _mm512_xor_si512(wv, _mm512_set1_epi8(-128));
+        let at = t * x.kp + c * 64;
+        let q = _mm512_loadu_si512(x.q.as_ptr().add(at) as *const _);
+        let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, q);
+        let corr = _mm512_loadu_si512(x.corr_l.as_ptr().add(at / 4) as *const _);
+        (_mm512_sub_epi32(s, corr), at)
     }
 
     /// Chunk c (blocks 2c and 2c+1) of a Q8_0 row against vector t.
@@ -263,14 +269,7 @@ mod x86 {
             (_mm256_setzero_si256(), 0)
         };
         let wv = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-        let wu = _mm512_xor_si512(wv, _mm512_set1_epi8(-128));
-        let at = t * x.kp + c * 64;
-        let q = _mm512_loadu_si512(x.q.as_ptr().add(at) as *const _);
-        let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wu, q);
-        let s = _mm512_sub_epi32(
-            s,
-            _mm512_loadu_si512(x.corr_l.as_ptr().add(at / 4) as *const _),
-        );
+        let (s, at) = lane_sums(wv, x, t, c);
         // Lanes 0-7 take block 2c's scale, 8-15 block 2c+1's.
         let sc = _mm_cvtph_ps(_mm_cvtsi32_si128(s0 | (s1 << 16)));
         let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
