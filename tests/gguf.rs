@@ -3,6 +3,8 @@
 //! hostile files, and mutation fuzzing (every failure must be an error, never
 //! a panic or an absurd allocation).
 
+mod common;
+use common::Rng;
 use mamba::format::gguf::{self, value_type as vt, Array, GgufFile, Value};
 use mamba::model::{Backing, DType, Model, Tensor};
 use mamba::ErrorKind;
@@ -733,20 +735,6 @@ fn hostile_headers() {
 
 // ---------------------------------------------------------------------------
 // Mutation fuzzing: truncations and bit flips must give Ok or Err, never panic.
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Parses and loads `b`; the result does not matter, only that it returns.
 fn try_all(b: &[u8]) -> bool {

@@ -26,6 +26,8 @@
 #[path = "../fuzz/harness.rs"]
 mod harness;
 
+mod common;
+use common::Rng;
 use mamba::{Error, ErrorKind, Result};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -71,24 +73,6 @@ fn check(size: usize) {
 
 #[global_allocator]
 static A: Counting = Counting;
-
-/// xorshift64*: fixed seed, reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
 
 /// Values that break assumptions when written over a header field.
 const SPECIAL: [u64; 16] = [

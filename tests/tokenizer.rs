@@ -2,6 +2,8 @@
 //! (tests/fixtures/tokenizer, written by py/gen_tokenizer_fixtures.py) and the shared data
 //! in ../shared/data.
 
+mod common;
+use common::Rng;
 use mamba::tokenizer::{pretok, GgufVocab, StreamDecoder, Tokenizer};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -497,19 +499,6 @@ fn bpe_hostile_json_is_error() {
     // A tiny valid vocabulary without byte symbols: unknown bytes are dropped, no panic.
     let t = Tokenizer::from_bytes(br#"{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]},"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false}}"#, "t").unwrap();
     assert_eq!(t.encode(b"ab xab\xff").unwrap(), vec![2, 2]);
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 #[test]

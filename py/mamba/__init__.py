@@ -216,7 +216,23 @@ def _as_tokens(tokens):
     return a, ctypes.cast(a, L.c_int32_p), len(tokens)
 
 
-class _Handle:
+class _Closing:
+    """close() on leaving a `with` block and on garbage collection."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: modules may be gone
+            pass
+
+
+class _Handle(_Closing):
     """Owns one C handle; close() frees it once (also from __del__)."""
 
     _free_name = None
@@ -239,18 +255,6 @@ class _Handle:
         h, self._h = getattr(self, "_h", None), None
         if h is not None:
             getattr(L.lib(), self._free_name)(h)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: modules may be gone
-            pass
 
 
 # --------------------------------------------------------------------------
@@ -826,7 +830,7 @@ def _generate_worker(session, handle, tok_handle, prompt, params, ch, keep):
     ch.q.put(item)
 
 
-class Generation:
+class Generation(_Closing):
     """The iterator Session.generate returns. Yields str pieces; `stats`
     (GenerateStats) is set when it is exhausted."""
 
@@ -898,14 +902,3 @@ class Generation:
         if self._session._active is self._ch:
             self._session._active = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -18,6 +18,12 @@ pub fn bf8_to_f32(b: u8) -> f32 {
     sign * mag
 }
 
+/// The scale a q8_row row starts with (its first 4 bytes, f32 LE).
+#[inline]
+pub fn q8row_scale(row: &[u8]) -> f32 {
+    f32::from_le_bytes([row[0], row[1], row[2], row[3]])
+}
+
 /// Converts one stored row (no tensor scale) into `out` (cols floats).
 pub fn dequant_bytes(dtype: DType, row: &[u8], out: &mut [f32]) {
     let cols = out.len();
@@ -46,7 +52,7 @@ pub fn dequant_bytes(dtype: DType, row: &[u8], out: &mut [f32]) {
             }
         }
         DType::Q8Row => {
-            let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+            let d = q8row_scale(row);
             for (o, &q) in out.iter_mut().zip(&row[4..4 + cols]) {
                 *o = d * (q as i8) as f32;
             }

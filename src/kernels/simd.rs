@@ -10,7 +10,7 @@
 //! All paths sum in a different order than a naive loop: the results agree
 //! to float rounding (relative error ~1e-6 for the sizes used here).
 
-use super::convert::dequant_bytes;
+use super::convert::{dequant_bytes, q8row_scale};
 use crate::model::DType;
 use std::sync::OnceLock;
 
@@ -59,7 +59,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         match isa() {
             // SAFETY: the CPU supports the feature (checked in `isa`).
             Isa::Avx512 => return unsafe { x86::dot_avx512(a, b) },
-            Isa::Avx2 => return unsafe { x86::dot_avx2(a, b) },
+            Isa::Avx2 => return unsafe { super::avx2::dot_f32(a, b) },
             Isa::Portable => {}
         }
     }
@@ -223,7 +223,7 @@ pub fn dot_rows_multi(
                 DType::I8 => go!(multi_i8, row.as_ptr()),
                 DType::Q8Row => {
                     go!(multi_i8, row[4..].as_ptr());
-                    let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+                    let d = q8row_scale(row);
                     for o in &mut out[..n] {
                         *o *= d;
                     }
@@ -251,7 +251,7 @@ pub fn dot_rows_multi(
                     DType::I8 => by_n!(n, avx2::multi_i8, row, x, k_len, out),
                     DType::Q8Row => {
                         by_n!(n, avx2::multi_i8, &row[4..], x, k_len, out);
-                        let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+                        let d = q8row_scale(row);
                         for o in &mut out[..n] {
                             *o *= d;
                         }
@@ -274,11 +274,7 @@ fn multi_chunked(dtype: DType, row: &[u8], x: &[f32], n: usize, k_len: usize, ou
     const CHUNK: usize = 256; // a multiple of Q8_0's 32-element blocks
     out[..n].fill(0.0);
     let (data, scale, el) = match dtype {
-        DType::Q8Row => (
-            &row[4..],
-            f32::from_le_bytes([row[0], row[1], row[2], row[3]]),
-            DType::I8,
-        ),
+        DType::Q8Row => (&row[4..], q8row_scale(row), DType::I8),
         other => (row, 1.0, other),
     };
     // Bytes of elements c0..c1 of `el` (Q8_0: whole 34-byte blocks).
@@ -474,34 +470,31 @@ pub fn dot_row(dtype: DType, row: &[u8], x: &[f32]) -> f32 {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if isa() == Isa::Avx512 {
-            // SAFETY: avx512f (+ the F16C-class conversions it includes) present.
-            match dtype {
-                DType::F16 => return unsafe { x86::dot_f16_avx512(row, x) },
-                DType::BF16 => return unsafe { x86::dot_bf16_avx512(row, x) },
-                DType::I8 => return unsafe { x86::dot_i8_avx512(row, x) },
-                DType::Q8Row => {
-                    let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
-                    return d * unsafe { x86::dot_i8_avx512(&row[4..4 + cols], x) };
+        use super::avx2;
+        // The same dispatch for each tier: q8_row is its scale times an int8 dot.
+        macro_rules! tier {
+            ($f16:path, $bf16:path, $i8:path, $q8_0:path) => {
+                match dtype {
+                    DType::F16 => return unsafe { $f16(row, x) },
+                    DType::BF16 => return unsafe { $bf16(row, x) },
+                    DType::I8 => return unsafe { $i8(row, x) },
+                    DType::Q8Row => return q8row_scale(row) * unsafe { $i8(&row[4..4 + cols], x) },
+                    DType::Q8_0 => return unsafe { $q8_0(row, x) },
+                    _ => {}
                 }
-                DType::Q8_0 => return unsafe { x86::dot_q8_0_avx512(row, x) },
-                _ => {}
-            }
+            };
         }
-        if isa() == Isa::Avx2 {
-            use super::avx2;
+        match isa() {
+            // SAFETY: avx512f (+ the F16C-class conversions it includes) present.
+            Isa::Avx512 => tier!(
+                x86::dot_f16_avx512,
+                x86::dot_bf16_avx512,
+                x86::dot_i8_avx512,
+                x86::dot_q8_0_avx512
+            ),
             // SAFETY: AVX2, FMA and F16C present (the Avx2 tier checks them).
-            match dtype {
-                DType::F16 => return unsafe { avx2::dot_f16(row, x) },
-                DType::BF16 => return unsafe { avx2::dot_bf16(row, x) },
-                DType::I8 => return unsafe { avx2::dot_i8(row, x) },
-                DType::Q8Row => {
-                    let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
-                    return d * unsafe { avx2::dot_i8(&row[4..4 + cols], x) };
-                }
-                DType::Q8_0 => return unsafe { avx2::dot_q8_0(row, x) },
-                _ => {}
-            }
+            Isa::Avx2 => tier!(avx2::dot_f16, avx2::dot_bf16, avx2::dot_i8, avx2::dot_q8_0),
+            Isa::Portable => {}
         }
     }
     // Portable: convert in chunks on the stack, then an f32 dot.
@@ -509,7 +502,7 @@ pub fn dot_row(dtype: DType, row: &[u8], x: &[f32]) -> f32 {
     let mut s = 0.0;
     match dtype {
         DType::Q8Row => {
-            let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+            let d = q8row_scale(row);
             for (c, chunk) in row[4..4 + cols].chunks(256).enumerate() {
                 dequant_bytes(DType::I8, chunk, &mut buf[..chunk.len()]);
                 s += dot_f32(&buf[..chunk.len()], &x[c * 256..c * 256 + chunk.len()]);
@@ -555,7 +548,7 @@ pub fn convert_row(dtype: DType, row: &[u8], out: &mut [f32]) {
                     DType::BF16 => return x86::cvt_bf16_avx512(row, out),
                     DType::I8 => return x86::cvt_i8_avx512(row, out, 1.0),
                     DType::Q8Row => {
-                        let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+                        let d = q8row_scale(row);
                         return x86::cvt_i8_avx512(&row[4..4 + cols], out, d);
                     }
                     DType::Q8_0 => {
@@ -619,46 +612,6 @@ pub(crate) mod x86 {
         }
         let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
         _mm512_reduce_add_ps(s)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len();
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + PF_DIST / 4) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + PF_DIST / 4 + 16) as *const i8);
-            for j in 0..4 {
-                acc[j] = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(pa.add(i + 8 * j)),
-                    _mm256_loadu_ps(pb.add(i + 8 * j)),
-                    acc[j],
-                );
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(i)),
-                _mm256_loadu_ps(pb.add(i)),
-                acc[0],
-            );
-            i += 8;
-        }
-        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let hi = _mm256_extractf128_ps(s, 1);
-        let lo = _mm256_castps256_ps128(s);
-        let q = _mm_add_ps(hi, lo);
-        let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-        let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-        let mut r = _mm_cvtss_f32(q);
-        while i < n {
-            r += a[i] * b[i];
-            i += 1;
-        }
-        r
     }
 
     /// exp(x): x = n·ln2 + r with |r| <= ln2/2, exp(r) by a degree-6

@@ -27,6 +27,7 @@
 //! switch is `Model::int8_vnni` (on by default, `MAMBA_INT8_VNNI=0` turns
 //! it off); `MAMBA_ISA=avx512` (or lower) disables these kernels.
 
+use super::convert::q8row_scale;
 use super::simd::{isa, Isa};
 use crate::model::{DType, Tensor};
 use std::sync::OnceLock;
@@ -133,7 +134,7 @@ pub fn dot_row(w: &Tensor, r: usize, x: &QuantX, t: usize) -> f32 {
             // SAFETY: a Q8_0 row holds k/32 blocks; t < x.n (asserted).
             return w.scale * unsafe { x86::dot_vnni::<true>(row.as_ptr(), x, t) };
         }
-        let d = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+        let d = q8row_scale(row);
         // SAFETY: a q8_row row holds its scale then k int8 weights.
         w.scale * d * unsafe { x86::dot_vnni::<false>(row[4..].as_ptr(), x, t) }
     }
@@ -165,7 +166,7 @@ pub unsafe fn gemm(w: &Tensor, rows: std::ops::Range<usize>, x: &QuantX, y: *mut
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::QuantX;
+    use super::{q8row_scale, QuantX};
     use crate::kernels::simd::PF_DIST;
     use crate::model::{DType, Tensor};
     use std::arch::x86_64::*;
@@ -480,7 +481,7 @@ mod x86 {
                     w.scale
                 } else {
                     let row = &bytes[(r0 + i) * rb..];
-                    w.scale * f32::from_le_bytes([row[0], row[1], row[2], row[3]])
+                    w.scale * q8row_scale(row)
                 };
             }
             let mut k0 = 0;
@@ -687,7 +688,7 @@ mod tests {
         }
         let mut scale = w.scale as f64;
         if w.dtype == DType::Q8Row {
-            scale *= f32::from_le_bytes([row[0], row[1], row[2], row[3]]) as f64;
+            scale *= q8row_scale(row) as f64;
         }
         (acc * scale, mag * scale.abs())
     }
