@@ -46,6 +46,8 @@ import time
 
 import numpy as np
 
+from tokenizer import CHAR_BYTE  # py/tokenizer.py, beside this script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -110,23 +112,9 @@ def encode(text: str) -> np.ndarray:
 # tokenizer.json: 256 byte tokens (id == byte), <|endoftext|> = 256
 # ---------------------------------------------------------------------------
 
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
 def tokenizer_json() -> dict:
-    b2u = bytes_to_unicode()
-    vocab = {b2u[b]: b for b in range(256)}
+    # GPT-2's byte-level characters, in byte order (py/tokenizer.py's table).
+    vocab = dict(sorted(CHAR_BYTE.items(), key=lambda cb: cb[1]))
     return {
         "version": "1.0",
         "truncation": None,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "mamba.h"
+#include "tokenizer_bin.h"
 
 static int failures = 0, checks = 0;
 #define CHECK(cond, ...)                                                   \
@@ -28,35 +29,10 @@ static int failures = 0, checks = 0;
 
 static int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
 
-/* A tiny tokenizer.bin in the C project's format: the 256 single bytes
- * (as UTF-8 text where valid ASCII) plus a few merged pieces. */
+/* tokenizer.bin with a few merged pieces (longest 4 bytes). */
 static void write_tokenizer(const char *path) {
-    FILE *f = fopen(path, "wb");
-    const char *extra[] = {"th", "he", "the", " the", "in", "ing", " a", "an", "and"};
-    int n_extra = (int)(sizeof extra / sizeof extra[0]);
-    unsigned magic = 0x4d62546b;
-    int version = 1, vocab = 1 + 127 + n_extra, maxlen = 4;
-    fwrite(&magic, 4, 1, f);
-    fwrite(&version, 4, 1, f);
-    fwrite(&vocab, 4, 1, f);
-    fwrite(&maxlen, 4, 1, f);
-    /* token 0: end of text */
-    const char *eot = "<|endoftext|>";
-    int len = (int)strlen(eot);
-    fwrite(&len, 4, 1, f);
-    fwrite(eot, 1, (size_t)len, f);
-    for (int b = 1; b < 128; b++) {
-        char c = (char)b;
-        len = 1;
-        fwrite(&len, 4, 1, f);
-        fwrite(&c, 1, 1, f);
-    }
-    for (int i = 0; i < n_extra; i++) {
-        len = (int)strlen(extra[i]);
-        fwrite(&len, 4, 1, f);
-        fwrite(extra[i], 1, (size_t)len, f);
-    }
-    fclose(f);
+    static const char *const extra[] = {"th", "he", "the", " the", "in", "ing", " a", "an", "and"};
+    write_tokenizer_bin(path, extra, (int)(sizeof extra / sizeof extra[0]), 4);
 }
 
 typedef struct {

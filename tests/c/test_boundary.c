@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "mamba.h"
+#include "tokenizer_bin.h"
 
 static int failures = 0, checks = 0;
 
@@ -99,30 +100,8 @@ static int starts_with(const char *s, const char *p) { return strncmp(s, p, strl
         CHECK(starts_with(mamba_last_error(), "mamba_set_num_threads"), "%s", #call); \
     } while (0)
 
-static void write_tokenizer(const char *path) {
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        perror(path);
-        exit(2);
-    }
-    unsigned magic = 0x4d62546b;
-    int version = 1, vocab = 128, maxlen = 13;
-    fwrite(&magic, 4, 1, f);
-    fwrite(&version, 4, 1, f);
-    fwrite(&vocab, 4, 1, f);
-    fwrite(&maxlen, 4, 1, f);
-    const char *eot = "<|endoftext|>";
-    int len = (int)strlen(eot);
-    fwrite(&len, 4, 1, f);
-    fwrite(eot, 1, (size_t)len, f);
-    for (int b = 1; b < 128; b++) {
-        char c = (char)b;
-        len = 1;
-        fwrite(&len, 4, 1, f);
-        fwrite(&c, 1, 1, f);
-    }
-    fclose(f);
-}
+/* tokenizer.bin of the single bytes only (longest piece: <|endoftext|>, 13 bytes). */
+static void write_tokenizer(const char *path) { write_tokenizer_bin(path, NULL, 0, 13); }
 
 static void write_bytes(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
