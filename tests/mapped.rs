@@ -18,6 +18,16 @@ fn scratch_copy(tag: &str) -> std::path::PathBuf {
     p
 }
 
+/// Cuts the file to 0 bytes, keeping its inode (what a mapping sees).
+fn truncate_in_place(p: impl AsRef<std::path::Path>) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn logits(m: Arc<mamba::Model>) -> Vec<f32> {
     let mut s = Session::new(m);
     s.forward_tokens(&[1, 2, 3]).unwrap().to_vec()
@@ -35,12 +45,7 @@ fn copied_model_survives_truncation_of_its_file() {
     };
     let m = Arc::new(mamba::load(p.to_str().unwrap(), &opts).unwrap());
     // Truncate the file to nothing, then overwrite it with garbage.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate_in_place(&p);
     std::fs::write(&p, b"garbage").unwrap();
     assert_eq!(logits(m), want, "the copied model changed with its file");
     std::fs::remove_file(&p).unwrap();
@@ -54,12 +59,7 @@ fn mapped_child() {
         return;
     };
     let m = Arc::new(mamba::load(&p, &LoadOptions::default()).unwrap());
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate_in_place(&p);
     let _ = logits(m);
     println!("still alive");
 }
