@@ -16,7 +16,7 @@ use crate::model::{DType, Tensor};
 use rayon::prelude::*;
 
 pub use convert::dequant_row;
-pub use simd::{exp_slice, scan_channel, silu_slice, softplus_slice};
+pub use simd::{exp_slice, scan_channel, scan_channels, silu_slice, softplus_slice};
 
 /// Below this many weight bytes a product runs on the calling thread:
 /// splitting small matrices over threads costs more than it saves.

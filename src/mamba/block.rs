@@ -208,14 +208,17 @@ fn scan(
             let h_all = ssm(t).0;
             let bvec = &dbl[t * nd + r..t * nd + r + ds];
             let cvec = &dbl[t * nd + r + ds..t * nd + r + 2 * ds];
-            for ch in ch0..ch1 {
-                let (dtv, uv) = (dt[t * di + ch], u[t * di + ch]);
-                // SAFETY: channel `ch` of this row's state belongs to this worker alone.
-                let h = unsafe { std::slice::from_raw_parts_mut(h_all.add(ch * ds), ds) };
-                let acc = kernels::scan_channel(h, &a[ch * ds..(ch + 1) * ds], bvec, cvec, dtv, uv);
-                // SAFETY: (t, ch) is written by this worker alone; index < n·di.
-                unsafe { *yp.0.add(t * di + ch) = acc + uv * dvec[ch] };
-            }
+            let (cs, rs) = (ch0 * ds..ch1 * ds, t * di + ch0..t * di + ch1);
+            // SAFETY: channels ch0..ch1 of this row's state, and y[t, ch0..ch1]
+            // (inside n·di), belong to this worker alone.
+            let (h, yt) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(h_all.add(cs.start), cs.len()),
+                    std::slice::from_raw_parts_mut(yp.0.add(rs.start), rs.len()),
+                )
+            };
+            let (dtr, ur) = (&dt[rs.clone()], &u[rs]);
+            kernels::scan_channels(h, &a[cs], bvec, cvec, dtr, ur, &dvec[ch0..ch1], yt);
         }
     };
     let yp = Shared(y.as_mut_ptr());

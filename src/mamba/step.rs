@@ -327,19 +327,35 @@ pub fn step<'a>(
                     kernels::silu_slice(z);
                     let state = slice(ptr.conv[t], (l * di + rg.start) * k, rg.len() * k);
                     let u = slice(ptr.u, t * di + rg.start, rg.len());
-                    for (j, chn) in rg.clone().enumerate() {
-                        let s = &mut state[j * k..(j + 1) * k];
-                        let wk = &cw[chn * k..(chn + 1) * k];
-                        s.copy_within(1.., 0);
-                        s[k - 1] = xs[j];
-                        let mut acc = 0.0f32;
-                        for q in 0..k {
-                            acc += s[q] * wk[q];
+                    let cw = &cw[rg.start * k..rg.end * k];
+                    if k == 4 {
+                        // Every Mamba checkpoint: a fixed-size shift (a
+                        // memmove call per channel otherwise).
+                        let it = state.chunks_exact_mut(4).zip(cw.chunks_exact(4));
+                        for (j, (s, wk)) in it.enumerate() {
+                            let s: &mut [f32; 4] = s.try_into().unwrap();
+                            *s = [s[1], s[2], s[3], xs[j]];
+                            u[j] = s[0] * wk[0] + s[1] * wk[1] + s[2] * wk[2] + s[3] * wk[3];
                         }
-                        if let Some(cb) = cb {
-                            acc += cb[chn];
+                    } else {
+                        for (j, (s, wk)) in state
+                            .chunks_exact_mut(k)
+                            .zip(cw.chunks_exact(k))
+                            .enumerate()
+                        {
+                            s.copy_within(1.., 0);
+                            s[k - 1] = xs[j];
+                            let mut acc = 0.0f32;
+                            for q in 0..k {
+                                acc += s[q] * wk[q];
+                            }
+                            u[j] = acc;
                         }
-                        u[j] = acc;
+                    }
+                    if let Some(cb) = cb {
+                        for (v, b) in u.iter_mut().zip(&cb[rg.clone()]) {
+                            *v += b;
+                        }
                     }
                     kernels::silu_slice(u);
                 }
@@ -380,16 +396,10 @@ pub fn step<'a>(
                     let u = &*slice(ptr.u, t * di + rg.start, rg.len());
                     let z = &*slice(ptr.xz, t * 2 * di + di + rg.start, rg.len());
                     let y = slice(ptr.y, t * di + rg.start, rg.len());
-                    for (j, chn) in rg.clone().enumerate() {
-                        let acc = kernels::scan_channel(
-                            &mut h[j * ds..(j + 1) * ds],
-                            &a[chn * ds..(chn + 1) * ds],
-                            bvec,
-                            cvec,
-                            dt[j],
-                            u[j],
-                        );
-                        y[j] = (acc + u[j] * dvec[chn]) * z[j];
+                    let ar = &a[rg.start * ds..rg.end * ds];
+                    kernels::scan_channels(h, ar, bvec, cvec, dt, u, &dvec[rg.clone()], y);
+                    for (yv, zv) in y.iter_mut().zip(z) {
+                        *yv *= zv;
                     }
                 }
             }
