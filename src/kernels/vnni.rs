@@ -361,6 +361,24 @@ mod x86 {
         out
     }
 
+    /// The f16 scales of block kb of Q8_0 rows r..r+n (n ≤ 16) as f32, 0 past
+    /// n rows or past the row's blocks: one gather of the 4 bytes at each
+    /// row's block start (the scale, then 2 weights: inside the row).
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    #[inline]
+    unsafe fn q8_0_scales(w: &Tensor, r: usize, n: usize, kb: usize) -> __m512 {
+        if kb * 32 >= w.cols || n == 0 {
+            return _mm512_setzero_ps();
+        }
+        let rb = w.row_bytes() as i32;
+        let idx = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        let off = _mm512_mullo_epi32(idx, _mm512_set1_epi32(rb));
+        let base = w.bytes().as_ptr().add(r * w.row_bytes() + kb * 34);
+        let m = ((1u32 << n) - 1) as __mmask16;
+        let v = _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), m, off, base as *const _);
+        _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v))
+    }
+
     /// Copies rows r0..r0+nr (nr ≤ `fill` ≤ 32), inputs k0..k0+kl, into `p`
     /// as p[(k4·32 + i)·4 + j] = W[r0+i][k0 + 4·k4 + j] + 128 (as u8), rows
     /// past nr and inputs past the row as weight 0; for Q8_0, the block
@@ -384,20 +402,6 @@ mod x86 {
         let k = w.cols;
         let q80 = w.dtype == DType::Q8_0;
         let off = _mm512_set1_epi8(-128);
-        if q80 {
-            for i in 0..fill {
-                for b in 0..kl / 32 {
-                    let kb = k0 / 32 + b;
-                    wsc[b * 32 + i] = if i < nr && kb * 32 < k {
-                        let blk = bytes.add((r0 + i) * rb + kb * 34);
-                        let bits = u16::from_le_bytes([*blk, *blk.add(1)]) as i32;
-                        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
-                    } else {
-                        0.0
-                    };
-                }
-            }
-        }
         // Bytes of weights per row: q8_row rows are padded to 4 bytes
         // (padding weights meet zero inputs); Q8_0 rows hold k.
         let kb_row = if q80 { k } else { k.div_ceil(4) * 4 };
@@ -447,6 +451,15 @@ mod x86 {
                     _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(pf_at * 64) as *const i8);
                     pf_at = (pf_at + 1).min(pf_lines);
                     let _ = l;
+                }
+                if q80 {
+                    let b = 2 * j;
+                    let kb = (k0 + 64 * j) / 32;
+                    let sp = wsc.as_mut_ptr();
+                    let n = nr.saturating_sub(16 * g).min(16);
+                    let r = r0 + 16 * g;
+                    _mm512_storeu_ps(sp.add(b * 32 + 16 * g), q8_0_scales(w, r, n, kb));
+                    _mm512_storeu_ps(sp.add((b + 1) * 32 + 16 * g), q8_0_scales(w, r, n, kb + 1));
                 }
                 let cols = transpose16(&rows);
                 for (c, v) in cols.iter().enumerate() {
