@@ -396,6 +396,7 @@ mod x86 {
         p: &mut Panel,
         wsc: &mut [f32; PIECE],
         fill: usize,
+        pf_state: &mut usize,
     ) {
         let bytes = w.bytes().as_ptr();
         let rb = w.row_bytes();
@@ -405,18 +406,15 @@ mod x86 {
         // Bytes of weights per row: q8_row rows are padded to 4 bytes
         // (padding weights meet zero inputs); Q8_0 rows hold k.
         let kb_row = if q80 { k } else { k.div_ceil(4) * 4 };
-        // Prefetching the next group: only on the first piece (it covers
-        // whole rows), and never past the tensor.
+        // Prefetching the next group (one contiguous run of memory, never
+        // past the tensor), spread evenly over the repack steps of all the
+        // group's pieces: `pf_at` carries on from piece to piece.
         let next = (r0 + 32).min(w.rows);
         let pf = bytes.add(next * rb);
-        let pf_lines = if k0 == 0 {
-            ((w.rows - next).min(32) * rb).div_ceil(64)
-        } else {
-            0
-        };
-        let steps = (fill / 16) * (kl / 64);
+        let pf_lines = ((w.rows - next).min(32) * rb).div_ceil(64);
+        let steps = (fill / 16) * (k.div_ceil(64));
         let pf_per_step = pf_lines.div_ceil(steps.max(1));
-        let mut pf_at = 0;
+        let mut pf_at = *pf_state;
         for g in 0..fill / 16 {
             for j in 0..kl / 64 {
                 let kk = k0 + 64 * j;
@@ -445,12 +443,11 @@ mod x86 {
                     };
                     *rv = _mm512_xor_si512(v, off);
                 }
-                // The next 32 rows (one contiguous run of memory) are fetched
-                // while this group is repacked: ~1/16 of them per step.
-                for l in 0..pf_per_step {
-                    _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(pf_at * 64) as *const i8);
-                    pf_at = (pf_at + 1).min(pf_lines);
-                    let _ = l;
+                for _ in 0..pf_per_step {
+                    if pf_at < pf_lines {
+                        _mm_prefetch::<_MM_HINT_T0>(pf.add(pf_at * 64) as *const i8);
+                        pf_at += 1;
+                    }
                 }
                 if q80 {
                     let b = 2 * j;
@@ -468,6 +465,7 @@ mod x86 {
                 }
             }
         }
+        *pf_state = pf_at;
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -498,9 +496,10 @@ mod x86 {
                 };
             }
             let mut k0 = 0;
+            let mut pf_at = 0;
             while k0 < x.kp {
                 let kl = (x.kp - k0).min(PIECE);
-                repack(w, r0, nr, k0, kl, panel, &mut wsc, fill);
+                repack(w, r0, nr, k0, kl, panel, &mut wsc, fill, &mut pf_at);
                 let (first, last) = (k0 == 0, k0 + kl == x.kp);
                 let a = Args {
                     p: panel,
