@@ -361,24 +361,6 @@ mod x86 {
         out
     }
 
-    /// The f16 scales of block kb of Q8_0 rows r..r+n (n ≤ 16) as f32, 0 past
-    /// n rows or past the row's blocks: one gather of the 4 bytes at each
-    /// row's block start (the scale, then 2 weights: inside the row).
-    #[target_feature(enable = "avx512f,avx512bw,f16c")]
-    #[inline]
-    unsafe fn q8_0_scales(w: &Tensor, r: usize, n: usize, kb: usize) -> __m512 {
-        if kb * 32 >= w.cols || n == 0 {
-            return _mm512_setzero_ps();
-        }
-        let rb = w.row_bytes() as i32;
-        let idx = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        let off = _mm512_mullo_epi32(idx, _mm512_set1_epi32(rb));
-        let base = w.bytes().as_ptr().add(r * w.row_bytes() + kb * 34);
-        let m = ((1u32 << n) - 1) as __mmask16;
-        let v = _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), m, off, base as *const _);
-        _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v))
-    }
-
     /// Copies rows r0..r0+nr (nr ≤ `fill` ≤ 32), inputs k0..k0+kl, into `p`
     /// as p[(k4·32 + i)·4 + j] = W[r0+i][k0 + 4·k4 + j] + 128 (as u8), rows
     /// past nr and inputs past the row as weight 0; for Q8_0, the block
@@ -419,14 +401,19 @@ mod x86 {
             for j in 0..kl / 64 {
                 let kk = k0 + 64 * j;
                 let mut rows = [_mm512_setzero_si512(); 16];
+                // Q8_0: the f16 scales of the two blocks, per row (0 past
+                // nr rows or past the row).
+                let mut sc = [[0u16; 16]; 2];
                 for (ii, rv) in rows.iter_mut().enumerate() {
                     let i = 16 * g + ii;
                     let v = if i >= nr || kk >= kb_row {
                         _mm512_setzero_si512()
                     } else if q80 {
                         let blk = bytes.add((r0 + i) * rb + kk / 32 * 34);
+                        sc[0][ii] = (blk as *const u16).read_unaligned();
                         let lo = _mm256_loadu_si256(blk.add(2) as *const _);
                         let hi = if kk + 32 < k {
+                            sc[1][ii] = (blk.add(34) as *const u16).read_unaligned();
                             _mm256_loadu_si256(blk.add(36) as *const _)
                         } else {
                             _mm256_setzero_si256()
@@ -450,13 +437,11 @@ mod x86 {
                     }
                 }
                 if q80 {
-                    let b = 2 * j;
-                    let kb = (k0 + 64 * j) / 32;
-                    let sp = wsc.as_mut_ptr();
-                    let n = nr.saturating_sub(16 * g).min(16);
-                    let r = r0 + 16 * g;
-                    _mm512_storeu_ps(sp.add(b * 32 + 16 * g), q8_0_scales(w, r, n, kb));
-                    _mm512_storeu_ps(sp.add((b + 1) * 32 + 16 * g), q8_0_scales(w, r, n, kb + 1));
+                    // Blocks 2j and 2j+1 of the piece.
+                    for (h, v) in sc.iter().enumerate() {
+                        let f = _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr() as *const _));
+                        _mm512_storeu_ps(wsc.as_mut_ptr().add((2 * j + h) * 32 + 16 * g), f);
+                    }
                 }
                 let cols = transpose16(&rows);
                 for (c, v) in cols.iter().enumerate() {
