@@ -145,22 +145,10 @@ unsafe fn rows_dot(
     let mut out = [0.0f32; MAX_SEQS];
     let mut rows = rows;
     if n > 1 && qx.is_none() {
-        // Two rows per pass where a kernel exists: each input vector is
-        // loaded once for both.
-        let mut two = [[0.0f32; MAX_SEQS]; 2];
-        while rows.len() >= 2 {
-            let r = rows.start;
-            if !simd::dot_rows_multi2(w.dtype, &bytes[r * rb..(r + 2) * rb], rb, x, n, k, &mut two)
-            {
-                break;
-            }
-            for (j, o) in two.iter().enumerate() {
-                for (t, v) in o[..n].iter().enumerate() {
-                    *y.add(t * ld + r + j) = w.scale * v;
-                }
-            }
-            rows.start += 2;
-        }
+        // Three rows per pass, then two, where a kernel exists: each input
+        // vector is loaded once for all of them.
+        rows.start = multi_rows::<3>(w, rows.clone(), x, n, y, ld);
+        rows.start = multi_rows::<2>(w, rows.clone(), x, n, y, ld);
     }
     if let Some(qx) = qx {
         // 8-bit rows, VNNI: x was quantized once for all rows (n vectors).
@@ -187,6 +175,38 @@ unsafe fn rows_dot(
             *y.add(t * ld + r) = w.scale * o;
         }
     }
+}
+
+/// Rows of `rows` R at a time through [`simd::dot_rows_multi_r`], while
+/// at least R are left and the kernel exists; returns the first row not done.
+///
+/// # Safety
+/// As [`rows_dot`].
+#[inline]
+unsafe fn multi_rows<const R: usize>(
+    w: &Tensor,
+    rows: std::ops::Range<usize>,
+    x: &[f32],
+    n: usize,
+    y: *mut f32,
+    ld: usize,
+) -> usize {
+    let (rb, k, bytes) = (w.row_bytes(), w.cols, w.bytes());
+    let mut out = [[0.0f32; MAX_SEQS]; R];
+    let mut r = rows.start;
+    while rows.end - r >= R {
+        let block = &bytes[r * rb..(r + R) * rb];
+        if !simd::dot_rows_multi_r(w.dtype, block, rb, x, n, k, &mut out) {
+            break;
+        }
+        for (j, o) in out.iter().enumerate() {
+            for (t, v) in o[..n].iter().enumerate() {
+                *y.add(t * ld + r + j) = w.scale * v;
+            }
+        }
+        r += R;
+    }
+    r
 }
 
 /// Feeds `tokens[t]` (< padded_vocab) to the t-th of `states`, for 1 to
