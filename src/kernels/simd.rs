@@ -307,7 +307,7 @@ fn multi_chunked(dtype: DType, row: &[u8], x: &[f32], n: usize, k_len: usize, ou
 }
 
 /// Like [`dot_rows_multi`] for R consecutive stored rows (`rows` holds
-/// them, `stride` bytes apart): out[j][t] for row j. Bit-identical to R
+/// them, `stride` bytes apart): `out[j][t]` for row j. Bit-identical to R
 /// `dot_rows_multi` calls. Each input vector is loaded once for the R rows:
 /// 3 rows × 8 inputs keep 24 accumulators in registers (measured +18% over
 /// 2 rows with the weights in L2; 4 rows spill). False when no R-row kernel

@@ -125,8 +125,9 @@ impl Split {
 
 /// y[t·ld + r] = scale · W[r] · x[t] for r in `rows`, t < n (x is n × W.cols).
 /// Rows are read one after another: a chunk's rows are one contiguous stream,
-/// which the hardware prefetcher follows (interleaving four rows per pass
-/// measured slower on this machine).
+/// which the hardware prefetcher follows (for one sequence, interleaving four
+/// rows per pass measured slower on this machine). Batches take 3 adjacent
+/// rows per pass ([`multi_rows`]), int8 inputs the VNNI kernels.
 ///
 /// # Safety
 /// `y` valid for writes at every t·ld + r, which no other thread touches.
