@@ -72,7 +72,11 @@ pub fn dequant_bytes(dtype: DType, row: &[u8], out: &mut [f32]) {
 
 /// Row `r` of `t` as f32, tensor scale applied.
 pub fn dequant_row(t: &Tensor, r: usize, out: &mut [f32]) {
-    super::simd::convert_row(t.dtype, t.row(r), out);
+    match &t.panels {
+        // The converted copy: the file's pages of this tensor were released.
+        Some(p) => p.dequant_row(r, out),
+        None => super::simd::convert_row(t.dtype, t.row(r), out),
+    }
     if t.scale != 1.0 {
         for o in out.iter_mut() {
             *o *= t.scale;

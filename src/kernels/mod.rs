@@ -9,6 +9,7 @@
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
 pub mod convert;
+pub mod panels;
 pub mod simd;
 pub mod vnni;
 
@@ -185,7 +186,11 @@ pub fn matmul_q(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], int8: bool) {
     // One input: the decode kernel (no repacking); several: the GEMM.
     let body = |r0: usize, r1: usize| {
         let yp = yp;
-        if n == 1 {
+        if let Some(p) = &w.panels {
+            // SAFETY: rows r0..r1 (r0 a multiple of 64) belong to this task,
+            // every t·rows + r with t < n lies inside y.
+            unsafe { panels::gemm(p, w.scale, r0..r1, &qx, yp.0, rows) };
+        } else if n == 1 {
             for r in r0..r1 {
                 // SAFETY: r < rows: inside y; rows r0..r1 belong to this task.
                 unsafe { *yp.0.add(r) = vnni::dot_row(w, r, &qx, 0) };

@@ -66,13 +66,13 @@ pub struct QuantX {
     /// Inputs per vector (before padding).
     pub k: usize,
     /// k rounded up to 64 (one register of int8): the stride of `q`.
-    kp: usize,
+    pub(super) kp: usize,
     /// n × kp: round(x / d), zero beyond k.
-    q: Vec<i8>,
+    pub(super) q: Vec<i8>,
     /// n × kp/32: each block's scale d = max|x| / 127.
-    d: Vec<f32>,
+    pub(super) d: Vec<f32>,
     /// n × kp/32: 128 · Σ q over each block (the weight offset's share).
-    corr_b: Vec<i32>,
+    pub(super) corr_b: Vec<i32>,
     /// n × kp/4: the scale of each 4-byte lane (its block's d).
     dl: Vec<f32>,
     /// n × kp/4: 128 · Σ q over each 4-byte lane.
@@ -611,12 +611,12 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::tensor::Backing;
     use std::sync::Arc;
 
-    fn rng(seed: u32) -> impl FnMut() -> u32 {
+    pub(crate) fn rng(seed: u32) -> impl FnMut() -> u32 {
         let mut s = seed;
         move || {
             s ^= s << 13;
@@ -627,7 +627,12 @@ mod tests {
     }
 
     /// A q8_row or Q8_0 tensor of random weights over the whole int8 range.
-    fn tensor(dtype: DType, rows: usize, cols: usize, rnd: &mut impl FnMut() -> u32) -> Tensor {
+    pub(crate) fn tensor(
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        rnd: &mut impl FnMut() -> u32,
+    ) -> Tensor {
         let rb = dtype.row_bytes(cols).unwrap();
         let mut b = vec![0u8; rows * rb];
         for r in 0..rows {
@@ -663,7 +668,7 @@ mod tests {
     /// The exact result for the quantized inputs, in f64: Σ_blocks
     /// d_x · (weight scale) · Σ w·q; and the sum of the terms' magnitudes,
     /// which bounds the f32 rounding of the kernels' block sums.
-    fn reference(w: &Tensor, r: usize, qx: &QuantX, t: usize) -> (f64, f64) {
+    pub(crate) fn reference(w: &Tensor, r: usize, qx: &QuantX, t: usize) -> (f64, f64) {
         let row = w.row(r);
         let (mut acc, mut mag) = (0.0f64, 0.0f64);
         for b in 0..w.cols.div_ceil(QBLOCK) {
@@ -691,11 +696,11 @@ mod tests {
     }
 
     /// |got - want| within f32 rounding of block sums totalling `mag`.
-    fn close(got: f64, (want, mag): (f64, f64)) -> bool {
+    pub(crate) fn close(got: f64, (want, mag): (f64, f64)) -> bool {
         (got - want).abs() <= 1e-6 * (mag + 1.0)
     }
 
-    fn inputs(n: usize, k: usize, rnd: &mut impl FnMut() -> u32) -> Vec<f32> {
+    pub(crate) fn inputs(n: usize, k: usize, rnd: &mut impl FnMut() -> u32) -> Vec<f32> {
         (0..n * k)
             .map(|i| {
                 // Blocks of very different magnitudes, and an all-zero block.

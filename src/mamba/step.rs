@@ -154,7 +154,10 @@ unsafe fn rows_dot(
     if let Some(qx) = qx {
         // 8-bit rows, VNNI: x was quantized once for all rows (n vectors).
         debug_assert!(qx.n == n && qx.k == k);
-        if n == 1 {
+        if let Some(p) = &w.panels {
+            // Converted at load: one kernel for any n, no repacking.
+            kernels::panels::gemm(p, w.scale, rows, qx, y, ld);
+        } else if n == 1 {
             for r in rows {
                 *y.add(r) = kernels::vnni::dot_row(w, r, qx, 0);
             }

@@ -139,6 +139,27 @@ impl LmWeights {
         self.lm_head.as_ref().unwrap_or(&self.embedding)
     }
 
+    /// Gives the 8-bit matrices that the int8 VNNI kernels multiply (in_proj,
+    /// out_proj and the head, tied embedding included) their converted copy
+    /// in panel layout (`kernels::panels`), handing the converted file
+    /// pages back as it goes. x_proj and dt_proj keep exact inputs and
+    /// stay as stored.
+    /// Without the memory for the copy, nothing is converted and the
+    /// kernel repacks at every product instead.
+    pub fn convert_for_vnni(&mut self) {
+        let mut ts: Vec<&mut Tensor> = Vec::new();
+        for l in &mut self.layers {
+            ts.push(&mut l.mixer.in_proj);
+            ts.push(&mut l.mixer.out_proj);
+        }
+        ts.push(match &mut self.lm_head {
+            Some(h) => h,
+            None => &mut self.embedding,
+        });
+        ts.retain(|t| t.panels.is_none());
+        crate::kernels::panels::convert(&mut ts, true);
+    }
+
     /// Checks every tensor's shape against the config; names the tensor on error.
     pub fn validate(&self, c: &LmConfig) -> Result<()> {
         fn check(t: &Tensor, rows: usize, cols: usize, name: &str) -> Result<()> {
@@ -228,7 +249,10 @@ pub struct Model {
     /// each product's input is rounded to 8 bits per block of 32 (see
     /// `kernels::vnni`), in decode, batched decode and prompts alike. On unless the environment sets
     /// `MAMBA_INT8_VNNI=0` at load; settable before the model is shared.
-    /// No effect on other weight types or CPUs.
+    /// No effect on other weight types or CPUs. When on at load, those
+    /// matrices are converted to the VNNI kernel's layout
+    /// ([`LmWeights::convert_for_vnni`]); turned on later, the kernel
+    /// repacks the stored rows at every product instead.
     pub int8_vnni: bool,
 }
 
@@ -246,13 +270,18 @@ impl Model {
     ) -> Result<Model> {
         config.validate().map_err(|e| e.context(source))?;
         weights.validate(&config).map_err(|e| e.context(source))?;
+        let mut weights = weights;
+        let int8_vnni = std::env::var("MAMBA_INT8_VNNI").map_or(true, |v| v.trim() != "0");
+        if int8_vnni && crate::kernels::vnni::has_vnni() {
+            weights.convert_for_vnni();
+        }
         Ok(Model {
             config,
             weights,
             tokenizer: None,
             source: source.to_string(),
             file_bytes,
-            int8_vnni: std::env::var("MAMBA_INT8_VNNI").map_or(true, |v| v.trim() != "0"),
+            int8_vnni,
         })
     }
 }

@@ -93,6 +93,10 @@ pub struct Tensor {
     pub cols: usize,
     /// Tensor-wide multiplier (the legacy formats' per-tensor scale); 1.0 otherwise.
     pub scale: f32,
+    /// The same weights in the VNNI kernel's layout, when the loader
+    /// converted them (8-bit matrices on AVX-512 VNNI; `kernels::panels`).
+    /// The stored bytes stay mapped for the other kernels.
+    pub panels: Option<Arc<crate::kernels::panels::Panels>>,
     _keep: Arc<Backing>,
 }
 
@@ -160,6 +164,7 @@ impl Tensor {
             rows,
             cols,
             scale: 1.0,
+            panels: None,
             _keep: backing.clone(),
         })
     }
@@ -188,6 +193,37 @@ impl Tensor {
 
     pub fn row_bytes(&self) -> usize {
         self.dtype.row_bytes(self.cols).unwrap_or(0)
+    }
+
+    /// Hands the memory-mapped file pages that lie wholly inside rows
+    /// `rows` back to the kernel (`madvise(MADV_DONTNEED)`): they stop
+    /// counting in the process's memory, and a later read maps them again
+    /// from the file, unchanged. No effect on heap-held tensors.
+    pub fn release_rows(&self, rows: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let Backing::Mmap(_) = &*self._keep {
+            let rb = self.row_bytes();
+            let start = self.ptr as usize + rows.start.min(self.rows) * rb;
+            let end = self.ptr as usize + rows.end.min(self.rows) * rb;
+            // SAFETY: sysconf has no preconditions.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+            let (a, e) = (start.div_ceil(page) * page, end / page * page);
+            if e > a {
+                // SAFETY: [a, e) lies inside this tensor's bytes, inside the
+                // mapping `_keep` holds; the mapping is read-only and backed
+                // by the file, so dropped pages read back the same bytes.
+                unsafe {
+                    // The file may be mapped in 2 MiB pages: a read of a
+                    // neighbouring tensor would map a whole one again,
+                    // released rows included. 4 KiB pages over these rows.
+                    #[cfg(target_os = "linux")]
+                    libc::madvise(a as *mut libc::c_void, e - a, libc::MADV_NOHUGEPAGE);
+                    libc::madvise(a as *mut libc::c_void, e - a, libc::MADV_DONTNEED);
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = rows;
     }
 
     /// Raw bytes of row `r`.

@@ -1,0 +1,576 @@
+//! 8-bit weights (q8_row, Q8_0) stored once, at load, in the layout the
+//! VNNI kernel reads, so that no product repacks them.
+//!
+//! [`super::vnni::gemm`] works on the file's layout: every call transposes
+//! 32 rows into a panel before its `vpdpbusd`s. With 8 sequences that
+//! repack costs more than the products themselves. [`Panels`] holds the same
+//! weights already transposed, and one kernel ([`gemm`]) serves one sequence
+//! (decode), a batch of sequences and prompts alike. The model keeps this
+//! one copy: the loader converts a tensor group by group and hands the file
+//! pages it has converted back to the kernel ([`Tensor::release_rows`]), so
+//! memory holds the weights once, during the load as well.
+//!
+//! Layout: rows in groups of [`GROUP`] (the last padded with zero rows),
+//! each group one contiguous run of 64-byte lines:
+//! ```text
+//!   scales   Q8_0: the f16 scale of block b of row i at u16 [b·16 + i]
+//!            q8_row: the f32 scale of row i at f32 [i]      (padded to 64 B)
+//!   weights  line b·8 + s, byte 4·i + j:  W[16g + i][32b + 4s + j] + 128
+//! ```
+//! One line is what one `vpdpbusd` multiplies: 4 consecutive weights of 16
+//! rows against 4 input bytes broadcast, adding to 16 row sums. Weights are
+//! stored offset by 128 (as u8; see [`super::vnni`]); columns past the row
+//! end hold weight 0 and meet zero inputs.
+//!
+//! The sums are the same exact block sums as the other VNNI kernels', each
+//! scaled by its block's scales in f32 in block order, so a row's result
+//! does not depend on how many sequences are computed with it or on how the
+//! rows are split over threads.
+
+use super::vnni::QuantX;
+use crate::model::{DType, Tensor};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Rows per group.
+pub const GROUP: usize = 16;
+
+/// Input blocks (32 inputs each) per pass when more than 4 sequences take
+/// turns over a group pair: 2 groups × 16 blocks × 544 B ≈ 17 KiB, L1-resident.
+const PIECE_BLOCKS: usize = 16;
+
+/// An 8-bit weight matrix in VNNI panel layout (see the module comment).
+pub struct Panels {
+    pub rows: usize,
+    pub cols: usize,
+    q80: bool,
+    /// Blocks of 32 inputs per row: ceil(cols / 32).
+    nb: usize,
+    /// 64-byte lines of scales at the start of each group.
+    sc_lines: usize,
+    /// Lines per group: sc_lines + 8·nb.
+    group_lines: usize,
+    /// The memory all of a model's panels share ([`convert`]).
+    arena: Arc<memmap2::MmapMut>,
+    /// Where this matrix starts in `arena` (page-aligned).
+    at: usize,
+}
+
+impl std::fmt::Debug for Panels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Panels({}x{})", self.rows, self.cols)
+    }
+}
+
+/// The layout of one matrix's panels (no memory yet).
+#[derive(Clone, Copy)]
+struct Shape {
+    rows: usize,
+    cols: usize,
+    q80: bool,
+    nb: usize,
+    sc_lines: usize,
+    group_lines: usize,
+}
+
+impl Shape {
+    fn of(w: &Tensor) -> Option<Shape> {
+        if !matches!(w.dtype, DType::Q8_0 | DType::Q8Row) {
+            return None;
+        }
+        let q80 = w.dtype == DType::Q8_0;
+        let nb = w.cols.div_ceil(32);
+        let sc_lines = if q80 { (nb * 32).div_ceil(64) } else { 1 };
+        Some(Shape {
+            rows: w.rows,
+            cols: w.cols,
+            q80,
+            nb,
+            sc_lines,
+            group_lines: sc_lines + 8 * nb,
+        })
+    }
+
+    fn bytes(&self) -> usize {
+        self.rows.div_ceil(GROUP) * self.group_lines * 64
+    }
+}
+
+const PAGE: usize = 4096;
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Converts every q8_row or Q8_0 tensor of `tensors` to panels (others are
+/// left alone), all in one block of anonymous memory: 2 MiB-aligned and
+/// asked for huge pages, since decode streams all of it (4 KiB pages would
+/// cost a TLB miss every 4 KiB, where the file's mapping has 2 MiB ones),
+/// and one block wastes at most one page per matrix. With `release`, each
+/// tensor's file pages are handed back as its rows are converted
+/// ([`Tensor::release_rows`]), so the load's peak memory stays at about the
+/// file plus one chunk of rows. False, converting nothing, when the memory
+/// cannot be had.
+pub fn convert(tensors: &mut [&mut Tensor], release: bool) -> bool {
+    let shapes: Vec<Option<Shape>> = tensors.iter().map(|t| Shape::of(t)).collect();
+    let mut total = 0usize;
+    let mut starts = Vec::with_capacity(tensors.len());
+    for sh in &shapes {
+        starts.push(total);
+        if let Some(sh) = sh {
+            total += sh.bytes().next_multiple_of(PAGE);
+        }
+    }
+    if total == 0 {
+        return true;
+    }
+    // Zeroed by the kernel; only the pages written count as memory.
+    let Ok(mut map) = memmap2::MmapMut::map_anon(total + HUGE_PAGE) else {
+        return false;
+    };
+    let base = (map.as_ptr() as usize).next_multiple_of(HUGE_PAGE) - map.as_ptr() as usize;
+    #[cfg(target_os = "linux")]
+    let _ = map.advise_range(memmap2::Advice::HugePage, base, total);
+    for ((t, sh), &start) in tensors.iter().zip(&shapes).zip(&starts) {
+        let Some(sh) = sh else { continue };
+        let out = &mut map[base + start..base + start + sh.bytes()];
+        // Chunks of groups: converted in parallel, then their file pages
+        // released before the next chunk.
+        const CHUNK_GROUPS: usize = 64;
+        let group_bytes = sh.group_lines * 64;
+        for (c, chunk) in out.chunks_mut(CHUNK_GROUPS * group_bytes).enumerate() {
+            chunk
+                .par_chunks_mut(group_bytes)
+                .enumerate()
+                .for_each(|(gi, out)| fill_group(t, c * CHUNK_GROUPS + gi, sh.sc_lines, out));
+            if release {
+                t.release_rows(0..((c + 1) * CHUNK_GROUPS * GROUP).min(sh.rows));
+            }
+        }
+    }
+    let arena = Arc::new(map);
+    for ((t, sh), &start) in tensors.iter_mut().zip(&shapes).zip(&starts) {
+        let Some(sh) = *sh else { continue };
+        t.panels = Some(Arc::new(Panels {
+            rows: sh.rows,
+            cols: sh.cols,
+            q80: sh.q80,
+            nb: sh.nb,
+            sc_lines: sh.sc_lines,
+            group_lines: sh.group_lines,
+            arena: arena.clone(),
+            at: base + start,
+        }));
+    }
+    true
+}
+
+impl Panels {
+    fn group(&self, g: usize) -> &[u8] {
+        let gb = self.group_lines * 64;
+        &self.arena[self.at + g * gb..self.at + (g + 1) * gb]
+    }
+
+    /// Row r as f32 (no tensor scale): the same values as converting the
+    /// stored row (scale × weight, one f32 multiply each).
+    pub fn dequant_row(&self, r: usize, out: &mut [f32]) {
+        assert!(r < self.rows && out.len() == self.cols);
+        let (g, i) = (r / GROUP, r % GROUP);
+        let gb = self.group(g);
+        let wts = &gb[self.sc_lines * 64..];
+        let rd = |b: usize| -> f32 {
+            if self.q80 {
+                let at = 2 * (b * GROUP + i);
+                half::f16::from_le_bytes([gb[at], gb[at + 1]]).to_f32()
+            } else {
+                f32::from_le_bytes(gb[4 * i..4 * i + 4].try_into().unwrap())
+            }
+        };
+        for (b, o) in out.chunks_mut(32).enumerate() {
+            let d = rd(b);
+            for (c, v) in o.iter_mut().enumerate() {
+                let byte = wts[(b * 8 + c / 4) * 64 + 4 * i + c % 4];
+                *v = d * ((byte ^ 0x80) as i8) as f32;
+            }
+        }
+    }
+}
+
+/// Writes group g of `w` into `out` (zeroed; one group long).
+fn fill_group(w: &Tensor, g: usize, sc_lines: usize, out: &mut [u8]) {
+    let (sc, wts) = out.split_at_mut(sc_lines * 64);
+    // Every weight byte starts as 0 + 128 (padding rows and columns).
+    wts.fill(0x80);
+    for i in 0..GROUP {
+        let r = g * GROUP + i;
+        if r >= w.rows {
+            break;
+        }
+        let row = w.row(r);
+        let mut put =
+            |c: usize, q: u8| wts[(c / 32 * 8 + c % 32 / 4) * 64 + 4 * i + c % 4] = q ^ 0x80;
+        if w.dtype == DType::Q8_0 {
+            for (b, blk) in row.chunks_exact(34).enumerate() {
+                sc[2 * (b * GROUP + i)..2 * (b * GROUP + i) + 2].copy_from_slice(&blk[..2]);
+                for (c, &q) in blk[2..].iter().enumerate() {
+                    put(32 * b + c, q);
+                }
+            }
+        } else {
+            sc[4 * i..4 * i + 4].copy_from_slice(&row[..4]);
+            for (c, &q) in row[4..4 + w.cols].iter().enumerate() {
+                put(c, q);
+            }
+        }
+    }
+}
+
+/// y[t·ld + r] = scale · W[r] · x_t for r in `rows` and every vector t of
+/// `x` (x.k == p.cols). Requires [`super::vnni::has_vnni`]. A range that
+/// starts inside a group computes the whole group and writes its rows only.
+///
+/// # Safety
+/// `y` valid for writes at every t·ld + r, which no other thread touches.
+pub unsafe fn gemm(
+    p: &Panels,
+    scale: f32,
+    rows: std::ops::Range<usize>,
+    x: &QuantX,
+    y: *mut f32,
+    ld: usize,
+) {
+    assert!(super::vnni::has_vnni() && x.k == p.cols && rows.end <= p.rows);
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::gemm(p, scale, rows, x, y, ld)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, scale, rows, x, y, ld);
+        unreachable!("VNNI is x86-only")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Panels, GROUP, PIECE_BLOCKS};
+    use crate::kernels::simd::PF_DIST;
+    use crate::kernels::vnni::QuantX;
+    use std::arch::x86_64::*;
+
+    struct Args<'a> {
+        p: &'a Panels,
+        x: &'a QuantX,
+        /// First group of the tile (RG groups from there).
+        g0: usize,
+        /// Blocks b0..b0+bl of the inputs.
+        b0: usize,
+        bl: usize,
+        first: bool,
+        last: bool,
+        /// Whether this tile prefetches (the first of the sequences' turns).
+        pf: bool,
+        rows: std::ops::Range<usize>,
+        scale: f32,
+        y: *mut f32,
+        ld: usize,
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+    pub unsafe fn gemm(
+        p: &Panels,
+        scale: f32,
+        rows: std::ops::Range<usize>,
+        x: &QuantX,
+        y: *mut f32,
+        ld: usize,
+    ) {
+        let g_end = rows.end.div_ceil(GROUP);
+        let mut g0 = rows.start / GROUP;
+        // Up to 4 sequences: one pass over all blocks. More: the sequences
+        // take turns over L1-sized pieces of the group pair.
+        let piece = if x.n <= 4 { p.nb } else { PIECE_BLOCKS };
+        while g0 < g_end {
+            // One sequence: one group at a time, one sequential stream.
+            let rg = if x.n == 1 { 1 } else { (g_end - g0).min(2) };
+            let mut b0 = 0;
+            while b0 < p.nb {
+                let bl = (p.nb - b0).min(piece);
+                let mut t0 = 0;
+                while t0 < x.n {
+                    let nt = (x.n - t0).min(4);
+                    let a = Args {
+                        p,
+                        x,
+                        g0,
+                        b0,
+                        bl,
+                        first: b0 == 0,
+                        last: b0 + bl == p.nb,
+                        pf: t0 == 0,
+                        rows: rows.clone(),
+                        scale,
+                        y: y.add(t0 * ld),
+                        ld,
+                    };
+                    macro_rules! go {
+                        ($q:expr) => {
+                            // KS chains per sum: enough independent
+                            // vpdpbusd chains to cover their latency.
+                            match (nt, rg) {
+                                (4, 2) => tile::<4, 2, 1, $q>(&a, t0),
+                                (3, 2) => tile::<3, 2, 1, $q>(&a, t0),
+                                (2, 2) => tile::<2, 2, 2, $q>(&a, t0),
+                                (1, 2) => tile::<1, 2, 4, $q>(&a, t0),
+                                (4, _) => tile::<4, 1, 2, $q>(&a, t0),
+                                (3, _) => tile::<3, 1, 2, $q>(&a, t0),
+                                (2, _) => tile::<2, 1, 4, $q>(&a, t0),
+                                _ => tile::<1, 1, 4, $q>(&a, t0),
+                            }
+                        };
+                    }
+                    if p.q80 {
+                        go!(true)
+                    } else {
+                        go!(false)
+                    }
+                    t0 += nt;
+                }
+                b0 += bl;
+            }
+            g0 += rg;
+        }
+    }
+
+    /// Sequences t0..t0+NT, rows of groups g0..g0+RG, input blocks
+    /// b0..b0+bl: per block, 8 `vpdpbusd` per (sequence, group) into
+    /// integer accumulators (in KS chains, added at the block's end: the
+    /// sum is exact whatever KS), then one f32 scale (the input block's,
+    /// times the weight block's for Q8_0). Partial sums carry over in y
+    /// between pieces; the last piece applies the row scales.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
+    #[inline]
+    unsafe fn tile<const NT: usize, const RG: usize, const KS: usize, const Q80: bool>(
+        a: &Args,
+        t0: usize,
+    ) {
+        let (p, x) = (a.p, a.x);
+        let xnb = x.kp / 32;
+        let base: [*const u8; RG] =
+            std::array::from_fn(|g| p.arena.as_ptr().add(p.at + (a.g0 + g) * p.group_lines * 64));
+        let wts: [*const u8; RG] = std::array::from_fn(|g| base[g].add(p.sc_lines * 64));
+        // The group's rows inside the range.
+        let masks: [__mmask16; RG] = std::array::from_fn(|g| {
+            let first = (a.g0 + g) * GROUP;
+            let lo = a.rows.start.saturating_sub(first).min(GROUP);
+            let hi = a.rows.end.saturating_sub(first).min(GROUP);
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
+        });
+        let out = |t: usize, g: usize| a.y.add(t * a.ld + (a.g0 + g) * GROUP);
+        let mut facc = [[_mm512_setzero_ps(); RG]; NT];
+        if !a.first {
+            for (t, f) in facc.iter_mut().enumerate() {
+                for g in 0..RG {
+                    f[g] = _mm512_maskz_loadu_ps(masks[g], out(t, g));
+                }
+            }
+        }
+        // Prefetch: the RG groups are one run of memory, read at RG lines
+        // per step; the prefetch walks it PF_DIST ahead at that pace.
+        // One sequence reads faster, so it looks less far ahead (measured best
+        // of 2, 4, 8 and 16 KiB: 4 KiB alone, 8 KiB with more sequences).
+        let dist = if x.n == 1 { PF_DIST / 2 } else { PF_DIST };
+        let pf0 = base[0].wrapping_add(dist + RG * p.sc_lines * 64);
+        for b in a.b0..a.b0 + a.bl {
+            let mut iacc: [[[__m512i; RG]; NT]; KS] = std::array::from_fn(|c| {
+                std::array::from_fn(|t| {
+                    let corr = if c == 0 {
+                        -*x.corr_b.get_unchecked((t0 + t) * xnb + b)
+                    } else {
+                        0
+                    };
+                    [_mm512_set1_epi32(corr); RG]
+                })
+            });
+            for s in 0..8 {
+                let at = (b * 8 + s) * 64;
+                if a.pf {
+                    for g in 0..RG {
+                        _mm_prefetch::<_MM_HINT_NTA>(
+                            pf0.wrapping_add(RG * at + 64 * g) as *const i8
+                        );
+                    }
+                }
+                let wv: [__m512i; RG] =
+                    std::array::from_fn(|g| _mm512_load_si512(wts[g].add(at) as *const _));
+                for (t, ia) in iacc[s % KS].iter_mut().enumerate() {
+                    let xq = x.q.as_ptr().add((t0 + t) * x.kp + 32 * b + 4 * s) as *const i32;
+                    let xb = _mm512_set1_epi32(xq.read_unaligned());
+                    for g in 0..RG {
+                        ia[g] = _mm512_dpbusd_epi32(ia[g], wv[g], xb);
+                    }
+                }
+            }
+            let wsc: [__m512; RG] = std::array::from_fn(|g| {
+                if Q80 {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(base[g].add(b * 32) as *const _))
+                } else {
+                    _mm512_setzero_ps()
+                }
+            });
+            for (t, f) in facc.iter_mut().enumerate() {
+                let dx = _mm512_set1_ps(*x.d.get_unchecked((t0 + t) * xnb + b));
+                for g in 0..RG {
+                    let mut sum = iacc[0][t][g];
+                    for c in iacc.iter().skip(1) {
+                        sum = _mm512_add_epi32(sum, c[t][g]);
+                    }
+                    let sc = if Q80 { _mm512_mul_ps(wsc[g], dx) } else { dx };
+                    f[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), sc, f[g]);
+                }
+            }
+        }
+        let rs: [__m512; RG] = std::array::from_fn(|g| {
+            if Q80 {
+                _mm512_set1_ps(a.scale)
+            } else {
+                _mm512_mul_ps(
+                    _mm512_load_ps(base[g] as *const f32),
+                    _mm512_set1_ps(a.scale),
+                )
+            }
+        });
+        for (t, f) in facc.iter().enumerate() {
+            for g in 0..RG {
+                let v = if a.last {
+                    _mm512_mul_ps(f[g], rs[g])
+                } else {
+                    f[g]
+                };
+                _mm512_mask_storeu_ps(out(t, g), masks[g], v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::vnni::has_vnni;
+    use crate::kernels::vnni::tests::{close, inputs, reference, rng, tensor};
+    use crate::model::tensor::Backing;
+
+    fn converted(w: &Tensor) -> Tensor {
+        let mut c = w.clone();
+        assert!(convert(&mut [&mut c], false));
+        c
+    }
+
+    #[test]
+    fn panel_sums_are_exact_and_independent_of_batch_and_split() {
+        if !has_vnni() {
+            return; // the f32 path is used on this CPU: nothing to check
+        }
+        let mut rnd = rng(5);
+        for dtype in [DType::Q8Row, DType::Q8_0] {
+            for (rows, k) in [
+                (1, 32),
+                (16, 64),
+                (17, 96),
+                (40, 768),
+                (33, 1056),
+                (70, 1600),
+                (9, 100),
+            ] {
+                if dtype.row_bytes(k).is_none() || (dtype == DType::Q8_0 && k % 32 != 0) {
+                    continue;
+                }
+                let w = converted(&tensor(dtype, rows, k, &mut rnd).with_scale(0.75));
+                let p = w.panels.as_ref().unwrap();
+                for n in [1, 2, 3, 4, 5, 8] {
+                    let x = inputs(n, k, &mut rnd);
+                    let mut qx = QuantX::default();
+                    qx.quantize_rows(&x, n);
+                    // Rows start.. (inside a group when 5) into a wider output.
+                    let ld = rows + 3;
+                    let mut y = vec![f32::NAN; n * ld];
+                    let start = [0, 5, 16][(rows + n) % 3].min(rows - 1);
+                    // SAFETY: every t·ld + r (r < rows) is inside y.
+                    unsafe { gemm(p, w.scale, start..rows, &qx, y.as_mut_ptr(), ld) };
+                    for t in 0..n {
+                        let row = &y[t * ld..(t + 1) * ld];
+                        assert!(row[..start].iter().chain(&row[rows..]).all(|v| v.is_nan()));
+                        for r in start..rows {
+                            let want = reference(&w, r, &qx, t);
+                            assert!(
+                                close(row[r] as f64, want),
+                                "{dtype:?} {rows}x{k} n {n}: row {r} input {t}: {} vs {want:?}",
+                                row[r]
+                            );
+                        }
+                        // The same bits for this sequence alone, all rows.
+                        let mut q1 = QuantX::default();
+                        q1.quantize(&x[t * k..(t + 1) * k]);
+                        let mut y1 = vec![0.0f32; rows];
+                        // SAFETY: rows outputs.
+                        unsafe { gemm(p, w.scale, 0..rows, &q1, y1.as_mut_ptr(), rows) };
+                        for r in start..rows {
+                            assert_eq!(
+                                y1[r].to_bits(),
+                                row[r].to_bits(),
+                                "{dtype:?} n {n} row {r}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn panel_rows_convert_back_to_the_stored_values() {
+        let mut rnd = rng(9);
+        for dtype in [DType::Q8Row, DType::Q8_0] {
+            for (rows, k) in [(1, 32), (17, 96), (33, 100), (20, 1056)] {
+                if dtype.row_bytes(k).is_none() || (dtype == DType::Q8_0 && k % 32 != 0) {
+                    continue;
+                }
+                let w = tensor(dtype, rows, k, &mut rnd).with_scale(1.25);
+                let c = converted(&w);
+                let (mut a, mut b) = (vec![0.0; k], vec![0.0; k]);
+                for r in 0..rows {
+                    let mut plain = w.clone();
+                    plain.panels = None;
+                    crate::kernels::dequant_row(&plain, r, &mut a);
+                    crate::kernels::dequant_row(&c, r, &mut b);
+                    assert_eq!(
+                        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{dtype:?} {rows}x{k} row {r}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn released_file_pages_read_back_unchanged() {
+        // A Q8_0 matrix in a mapped file, converted with its pages released:
+        // the stored rows still read the same (the f32 kernels use them).
+        let mut rnd = rng(13);
+        let w = tensor(DType::Q8_0, 300, 1024, &mut rnd);
+        let path = std::env::temp_dir().join(format!("panels-{}.bin", std::process::id()));
+        std::fs::write(&path, w.bytes()).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: a private file of this test, not changed while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        let backing = Arc::new(Backing::Mmap(map));
+        let mut m = Tensor::view(&backing, 0, DType::Q8_0, 300, 1024, "t").unwrap();
+        assert!(convert(&mut [&mut m], true));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(m.bytes(), w.bytes());
+        let (mut a, mut b) = (vec![0.0; 1024], vec![0.0; 1024]);
+        for r in [0, 150, 299] {
+            crate::kernels::dequant_row(&w, r, &mut a);
+            crate::kernels::dequant_row(&m, r, &mut b);
+            assert_eq!(a, b);
+        }
+    }
+}
