@@ -417,6 +417,12 @@ pub fn step<'a>(
                     let dbl = &*slice(ptr.dbl, t * nd, nd);
                     let (bvec, cvec) = (&dbl[r..r + ds], &dbl[r + ds..nd]);
                     let h = slice(ptr.ssm[t], (l * di + rg.start) * ds, rg.len() * ds);
+                    if t + 1 < n {
+                        // The next sequence's states (from memory): their
+                        // first 4 KiB while this one's scan runs.
+                        let next = &*slice(ptr.ssm[t + 1], (l * di + rg.start) * ds, rg.len() * ds);
+                        simd::prefetch_start(next, 4096);
+                    }
                     let u = &*slice(ptr.u, t * di + rg.start, rg.len());
                     let z = &*slice(ptr.xz, t * 2 * di + di + rg.start, rg.len());
                     let y = slice(ptr.y, t * di + rg.start, rg.len());
