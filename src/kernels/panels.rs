@@ -284,18 +284,25 @@ mod x86 {
     ) {
         let g_end = rows.end.div_ceil(GROUP);
         let mut g0 = rows.start / GROUP;
-        // Up to 4 sequences: one pass over all blocks. More: the sequences
-        // take turns over L1-sized pieces of the group pair.
-        let piece = if x.n <= 4 { p.nb } else { PIECE_BLOCKS };
+        // Up to 8 sequences: one pass over all blocks, every weight line
+        // loaded once. More (prompts): 4 at a time take turns over
+        // L1-sized pieces of a group pair.
+        let one_pass = x.n <= 8;
+        let piece = if one_pass { p.nb } else { PIECE_BLOCKS };
         while g0 < g_end {
-            // One sequence: one group at a time, one sequential stream.
-            let rg = if x.n == 1 { 1 } else { (g_end - g0).min(2) };
+            // One sequence: one group at a time, one sequential stream;
+            // 5 to 8: one group (the accumulators of two would not fit).
+            let rg = if x.n == 1 || (5..=8).contains(&x.n) {
+                1
+            } else {
+                (g_end - g0).min(2)
+            };
             let mut b0 = 0;
             while b0 < p.nb {
                 let bl = (p.nb - b0).min(piece);
                 let mut t0 = 0;
                 while t0 < x.n {
-                    let nt = (x.n - t0).min(4);
+                    let nt = if one_pass { x.n } else { (x.n - t0).min(4) };
                     let a = Args {
                         p,
                         x,
@@ -315,6 +322,10 @@ mod x86 {
                             // KS chains per sum: enough independent
                             // vpdpbusd chains to cover their latency.
                             match (nt, rg) {
+                                (8, _) => tile::<8, 1, 1, $q>(&a, t0),
+                                (7, _) => tile::<7, 1, 1, $q>(&a, t0),
+                                (6, _) => tile::<6, 1, 1, $q>(&a, t0),
+                                (5, _) => tile::<5, 1, 1, $q>(&a, t0),
                                 (4, 2) => tile::<4, 2, 1, $q>(&a, t0),
                                 (3, 2) => tile::<3, 2, 1, $q>(&a, t0),
                                 (2, 2) => tile::<2, 2, 2, $q>(&a, t0),
@@ -373,9 +384,9 @@ mod x86 {
             }
         }
         // Prefetch: the RG groups are one run of memory, read at RG lines
-        // per step; the prefetch walks it PF_DIST ahead at that pace.
-        // One sequence reads faster, so it looks less far ahead (measured best
-        // of 2, 4, 8 and 16 KiB: 4 KiB alone, 8 KiB with more sequences).
+        // per step; the prefetch walks it `dist` ahead at that pace. Best
+        // of 2 to 32 KiB measured on this machine: 4 KiB for one sequence,
+        // 8 KiB for 8.
         let dist = if x.n == 1 { PF_DIST / 2 } else { PF_DIST };
         let pf0 = base[0].wrapping_add(dist + RG * p.sc_lines * 64);
         for b in a.b0..a.b0 + a.bl {
