@@ -75,7 +75,7 @@ struct Shape {
 
 impl Shape {
     fn of(w: &Tensor) -> Option<Shape> {
-        if !matches!(w.dtype, DType::Q8_0 | DType::Q8Row) {
+        if !matches!(w.dtype, DType::Q8_0 | DType::Q8Row) || w.rows == 0 || w.cols == 0 {
             return None;
         }
         let q80 = w.dtype == DType::Q8_0;
@@ -559,6 +559,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn empty_and_other_matrices_are_left_as_stored() {
+        let mut rnd = rng(17);
+        let mut empty = tensor(DType::Q8_0, 5, 0, &mut rnd);
+        let mut f32s = Tensor::from_f32(&[1.0; 64], 2, 32);
+        let mut q = tensor(DType::Q8Row, 3, 40, &mut rnd);
+        assert!(convert(&mut [&mut empty, &mut f32s, &mut q], false));
+        assert!(empty.panels.is_none() && f32s.panels.is_none() && q.panels.is_some());
     }
 
     #[test]
