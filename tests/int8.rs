@@ -93,3 +93,41 @@ fn int8_prompt_equals_int8_steps() {
         );
     }
 }
+
+/// The 8-bit matrices of a mapped model are converted to the VNNI layout
+/// (where the CPU has it); a model loaded with `copy` keeps them as stored
+/// (converting would hold them twice), and both stay within the int8
+/// tolerance of each other.
+#[test]
+fn copied_models_keep_their_8bit_matrices_as_stored() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lm/C.q8_0.gguf");
+    let path = path.to_str().unwrap();
+    let mapped = mamba::load(path, &mamba::LoadOptions::default()).unwrap();
+    let copy = mamba::load(
+        path,
+        &mamba::LoadOptions {
+            copy: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let vnni = mamba::kernels::vnni::has_vnni() && mapped.int8_vnni;
+    let converted = |m: &mamba::Model| m.weights.layers[0].mixer.in_proj.panels.is_some();
+    assert_eq!(converted(&mapped), vnni);
+    assert!(!converted(&copy));
+    let logits = |m: mamba::Model| {
+        let mut s = mamba::Session::new(std::sync::Arc::new(m));
+        s.forward_tokens(&[1, 2, 3]).unwrap().to_vec()
+    };
+    let (a, b) = (logits(mapped), logits(copy));
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        diff <= 1e-3 * scale,
+        "mapped and copied differ by {diff} (scale {scale})"
+    );
+}

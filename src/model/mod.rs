@@ -143,9 +143,11 @@ impl LmWeights {
     /// out_proj and the head, tied embedding included) their converted copy
     /// in panel layout (`kernels::panels`), handing the converted file
     /// pages back as it goes. x_proj and dt_proj keep exact inputs and
-    /// stay as stored.
-    /// Without the memory for the copy, nothing is converted and the
-    /// kernel repacks at every product instead.
+    /// stay as stored. Heap-held tensors (a model loaded with `copy`) stay
+    /// as stored too: their bytes cannot be handed back, and a second copy
+    /// would double their memory. Those, and any tensor when the memory for
+    /// the copy cannot be had, go through the kernel that repacks stored
+    /// rows at every product.
     pub fn convert_for_vnni(&mut self) {
         let mut ts: Vec<&mut Tensor> = Vec::new();
         for l in &mut self.layers {
@@ -156,7 +158,7 @@ impl LmWeights {
             Some(h) => h,
             None => &mut self.embedding,
         });
-        ts.retain(|t| t.panels.is_none());
+        ts.retain(|t| t.panels.is_none() && t.is_mapped());
         crate::kernels::panels::convert(&mut ts, true);
     }
 

@@ -195,6 +195,11 @@ impl Tensor {
         self.dtype.row_bytes(self.cols).unwrap_or(0)
     }
 
+    /// Whether the bytes are the memory-mapped model file (not a heap copy).
+    pub fn is_mapped(&self) -> bool {
+        matches!(&*self._keep, Backing::Mmap(_))
+    }
+
     /// Hands the memory-mapped file pages that lie wholly inside rows
     /// `rows` back to the kernel (`madvise(MADV_DONTNEED)`): they stop
     /// counting in the process's memory, and a later read maps them again
