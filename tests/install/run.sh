@@ -49,9 +49,18 @@ fi
 "$WORK/prog_static" "$FIX/B.bin" "$FIX/B/prompt.i32" "$FIX/B/greedy.i32"
 
 echo "== Python: pip install --target ./py, tests against $PREFIX/lib/libmamba.so"
-# Without network access the build backend must come from this Python.
+# Without network access the build backend must come from this Python: use
+# it when it can build a wheel (setuptools >= 61, plus the `wheel` package
+# before setuptools 70.1 took bdist_wheel in); otherwise pip fetches
+# setuptools from the package index into an isolated build environment.
 NOISO=""
-if $PYTHON -c 'import setuptools' 2>/dev/null; then NOISO="--no-build-isolation"; fi
+if $PYTHON -c '
+import setuptools
+v = tuple(int(p) for p in setuptools.__version__.split(".")[:2])
+assert v >= (61, 0)
+if v < (70, 1):
+    import wheel
+' 2>/dev/null; then NOISO="--no-build-isolation"; fi
 # Build from a copy so that no build/ or egg-info lands in the checkout.
 mkdir -p "$WORK/src"
 cp -R py/pyproject.toml py/mamba "$WORK/src/"
