@@ -200,7 +200,8 @@ pub fn matmul_q(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], int8: bool) {
             unsafe { vnni::gemm(w, r0..r1, &qx, yp.0, rows) };
         }
     };
-    let chunk = if n == 1 { 64 } else { 32 * 2 };
+    // Rows per task: whole 16-row panel groups and whole 32-row repack blocks.
+    let chunk = 64;
     if w.bytes().len() * n >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 && rows > chunk {
         (0..rows.div_ceil(chunk))
             .into_par_iter()
