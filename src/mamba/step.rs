@@ -356,7 +356,7 @@ pub fn step<'a>(
                     let cw = &cw[rg.start * k..rg.end * k];
                     if k == 4 {
                         // Every Mamba checkpoint: 16 channels per step on
-                        // AVX-512, the same arithmetic as the loop below.
+                        // AVX-512 (`conv4_step` gives its order of sums).
                         simd::conv4_step(state, cw, xs, u);
                     } else {
                         for (j, (s, wk)) in state

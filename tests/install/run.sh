@@ -57,7 +57,8 @@ NOISO=""
 if $PYTHON -c '
 import setuptools
 v = tuple(int(p) for p in setuptools.__version__.split(".")[:2])
-assert v >= (61, 0)
+if v < (61, 0):
+    raise SystemExit(1)
 if v < (70, 1):
     import wheel
 ' 2>/dev/null; then NOISO="--no-build-isolation"; fi
