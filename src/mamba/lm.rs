@@ -154,14 +154,7 @@ fn run_layers(
     // Residual blocks: x = x + mixer(rmsnorm(x)).
     for (l, layer) in w.layers.iter().enumerate() {
         let norm = layer.norm.as_f32();
-        for t in 0..n {
-            kernels::rmsnorm(
-                &mut s.xn[t * dm..(t + 1) * dm],
-                &s.x[t * dm..(t + 1) * dm],
-                norm,
-                c.norm_eps,
-            );
-        }
+        kernels::rmsnorm_rows(&mut s.xn[..n * dm], &s.x[..n * dm], norm, c.norm_eps);
         let (ck, cs) = (di * c.d_conv, di * c.d_state);
         let xn = &s.xn[..n * dm];
         if let [st] = states {
@@ -191,14 +184,7 @@ fn run_layers(
     let head = w.head();
     let v = c.padded_vocab;
     if let Some(all) = all_logits.as_deref_mut() {
-        for t in 0..n {
-            kernels::rmsnorm(
-                &mut s.xn[t * dm..(t + 1) * dm],
-                &s.x[t * dm..(t + 1) * dm],
-                norm_f,
-                c.norm_eps,
-            );
-        }
+        kernels::rmsnorm_rows(&mut s.xn[..n * dm], &s.x[..n * dm], norm_f, c.norm_eps);
         kernels::matmul_q(head, &s.xn[..n * dm], n, &mut all[..n * v], d.int8);
         s.logits.copy_from_slice(&all[(n - 1) * v..n * v]);
     } else {

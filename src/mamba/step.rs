@@ -482,10 +482,8 @@ pub fn step<'a>(
             _ => None,
         };
         if let Some(norm) = norm {
-            for t in 0..n {
-                let x = &*slice(ptr.x, t * dm, dm);
-                kernels::rmsnorm(slice(ptr.xn, t * dm, dm), x, norm, c.norm_eps);
-            }
+            let x = &*slice(ptr.x, 0, n * dm);
+            kernels::rmsnorm_rows(slice(ptr.xn, 0, n * dm), x, norm, c.norm_eps);
         }
         if use_q(p) {
             let input = match phase(p) {
