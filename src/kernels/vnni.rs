@@ -185,6 +185,7 @@ mod x86 {
         corr_l: *mut i32,
     ) {
         let mut ds = [0.0f32; 2];
+        let mut bytes = [_mm_setzero_si128(); 4];
         for (h, dh) in ds.iter_mut().enumerate() {
             let m = |o: usize| -> __mmask16 {
                 let n = len.saturating_sub(32 * h + o).min(16);
@@ -203,13 +204,19 @@ mod x86 {
             // Round to nearest even (the default MXCSR mode), saturate to i8.
             let i0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, _mm512_set1_ps(id)));
             let i1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, _mm512_set1_ps(id)));
-            _mm_storeu_si128(q.add(32 * h) as *mut __m128i, _mm512_cvtsepi32_epi8(i0));
-            _mm_storeu_si128(
-                q.add(32 * h + 16) as *mut __m128i,
-                _mm512_cvtsepi32_epi8(i1),
-            );
+            bytes[2 * h] = _mm512_cvtsepi32_epi8(i0);
+            bytes[2 * h + 1] = _mm512_cvtsepi32_epi8(i1);
         }
-        let qv = _mm512_loadu_si512(q as *const _);
+        // The 64 bytes joined in a register (reading back four 16-byte
+        // stores as one 64-byte load would stall on store forwarding).
+        let qv = _mm512_inserti32x4::<3>(
+            _mm512_inserti32x4::<2>(
+                _mm512_inserti32x4::<1>(_mm512_castsi128_si512(bytes[0]), bytes[1]),
+                bytes[2],
+            ),
+            bytes[3],
+        );
+        _mm512_storeu_si512(q as *mut _, qv);
         // 128 · Σ q per 4-byte lane: vpdpbusd against bytes of 128.
         let lanes = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), qv);
         _mm512_storeu_si512(corr_l as *mut _, lanes);
