@@ -244,7 +244,7 @@ impl Norm {
         let width = w.len();
         if matches!(self.kind, NormKind::Rms) {
             // Rows' sums of squares interleaved (same bits as row by row).
-            let whole = x.len() / width * width;
+            let whole = x.len().min(out.len()) / width * width;
             crate::kernels::rmsnorm_rows(&mut out[..whole], &x[..whole], w, self.eps);
         }
         for (xr, or) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
