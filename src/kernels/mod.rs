@@ -275,21 +275,15 @@ pub fn rmsnorm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let d = w.len();
     assert!(d > 0 && x.len().is_multiple_of(d) && out.len() >= x.len());
     for (xg, og) in x.chunks(LANES * d).zip(out.chunks_mut(LANES * d)) {
+        // A fixed 8 lanes (the loop the compiler unrolls); in a last group of
+        // m < 8 rows, the spare lanes repeat row m-1 and are not used.
         let m = xg.len() / d;
+        let start: [usize; LANES] = std::array::from_fn(|t| t.min(m - 1) * d);
         let mut ss = [0.0f32; LANES];
-        if m == LANES {
-            for i in 0..d {
-                for (t, s) in ss.iter_mut().enumerate() {
-                    let v = xg[t * d + i];
-                    *s += v * v;
-                }
-            }
-        } else {
-            for i in 0..d {
-                for (t, s) in ss[..m].iter_mut().enumerate() {
-                    let v = xg[t * d + i];
-                    *s += v * v;
-                }
+        for i in 0..d {
+            for (s, &at) in ss.iter_mut().zip(&start) {
+                let v = xg[at + i];
+                *s += v * v;
             }
         }
         for (t, (xr, or)) in xg.chunks_exact(d).zip(og.chunks_exact_mut(d)).enumerate() {
