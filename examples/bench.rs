@@ -247,6 +247,75 @@ fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
     );
 }
 
+/// Decode speed of every weight type relative to f32, for each model shape
+/// that has an f32 file: the files' decodes alternate run for run (same
+/// threads, same minute), so the ratio is not a comparison of two different
+/// bandwidths, as rows measured minutes apart are. Prints one table.
+fn decode_ratios(files: &[String]) {
+    let models: Vec<Arc<Model>> = files
+        .iter()
+        .map(|f| {
+            Arc::new(mamba::load(f, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}")))
+        })
+        .collect();
+    let shape = |m: &Model| (m.config.n_layers, m.config.d_model);
+    let dtype = |m: &Model| m.weights.layers[0].mixer.in_proj.dtype.name();
+    let mut printed = false;
+    for base in models.iter().filter(|m| dtype(m) == "f32") {
+        let group: Vec<&Arc<Model>> = models
+            .iter()
+            .filter(|m| shape(m) == shape(base) && dtype(m) != "f32")
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        if !printed {
+            println!(
+                "\nDecode against f32, interleaved: the same shape's files decode in turn, 24 \
+                 tokens each, 7 rounds; best per file.\n\n\
+                 | model (layers×d_model) | dtype | threads | decode tok/s | f32 decode tok/s | ÷ f32 | f32 bytes ÷ bytes |\n\
+                 |---|---|---:|---:|---:|---:|---:|"
+            );
+            printed = true;
+        }
+        let all: Vec<&Arc<Model>> = std::iter::once(base).chain(group.iter().copied()).collect();
+        let vocab = base.config.vocab_size;
+        let toks: Vec<u32> = (0..128).map(|i| ((i * 7919 + 1) % vocab) as u32).collect();
+        for threads in [1usize, 2] {
+            mamba::threads::set_num_threads(threads);
+            let mut ss: Vec<Session> = all.iter().map(|m| Session::new((*m).clone())).collect();
+            for s in &mut ss {
+                s.forward_tokens(&toks[..16]).unwrap();
+            }
+            let mut best = vec![0.0f64; ss.len()];
+            let mut i = 0;
+            for _ in 0..7 {
+                for (s, b) in ss.iter_mut().zip(&mut best) {
+                    *b = b.max(best_rate(1, 24, || {
+                        for _ in 0..24 {
+                            s.forward(toks[i % 128]).unwrap();
+                            i += 1;
+                        }
+                    }));
+                }
+            }
+            for (k, m) in all.iter().enumerate().skip(1) {
+                println!(
+                    "| {}×{} | {} | {} | {:.1} | {:.1} | {:.2}x | {:.2}x |",
+                    m.config.n_layers,
+                    m.config.d_model,
+                    dtype(m),
+                    threads,
+                    best[k],
+                    best[0],
+                    best[k] / best[0],
+                    weight_bytes(base) as f64 / weight_bytes(m) as f64
+                );
+            }
+        }
+    }
+}
+
 fn load_classifier(path: &str) -> *mut mamba::ffi::api::mamba_model {
     let p = CString::new(path).unwrap();
     let mut m = std::ptr::null_mut();
@@ -357,6 +426,7 @@ fn main() {
     let rows = lm_rows(&files, &mut bw, &buf);
     if !rows.is_empty() {
         print_lm(&rows, &bw);
+        decode_ratios(&files);
     }
     classifier_rows(kws.as_deref().zip(clip.as_deref()), mnist.as_deref());
 }
