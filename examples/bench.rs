@@ -132,6 +132,8 @@ struct Row {
     decode: f64,
     prompt: f64,
     batch: f64,
+    /// Median over the decode/batch pairs of one pair's batch ÷ decode.
+    paired: f64,
     /// Plain-read and best-read bandwidth measured around this row's decode.
     bound: [f64; 2],
 }
@@ -164,9 +166,12 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
                     *b = b.max(read_bandwidth(buf, threads, fast));
                 }
             };
-            // Batched decode alternates with decode, run for run: their
-            // ratio is the batch column's point, and runs minutes (or
-            // seconds) apart would see different memory bandwidth.
+            // Batched decode alternates with decode, run for run (7 pairs):
+            // their ratio is the batch column's point, and runs minutes (or
+            // seconds) apart would see different memory bandwidth. Two
+            // ratios: best batch ÷ best decode, and the median of each
+            // pair's own ratio, which a one-run burst of bandwidth (that
+            // speeds a decode far more than a batch) does not move.
             let mut ss: Vec<Session> = (0..8).map(|_| Session::new(m.clone())).collect();
             let toks: Vec<u32> = prompt[..8].to_vec();
             let mut bound = [0.0; 2];
@@ -174,20 +179,24 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
             let (steps, bsteps) = (24, 6);
             let mut i = 0;
             let (mut dec, mut batch) = (0.0f64, 0.0f64);
-            for _ in 0..5 {
-                dec = dec.max(best_rate(1, steps, || {
+            let mut ratios = Vec::new();
+            for _ in 0..7 {
+                let d = best_rate(1, steps, || {
                     for _ in 0..steps {
                         s.forward(prompt[i % 128]).unwrap();
                         i += 1;
                     }
-                }));
-                batch = batch.max(best_rate(1, 8 * bsteps, || {
+                });
+                let b = best_rate(1, 8 * bsteps, || {
                     for _ in 0..bsteps {
                         let mut refs: Vec<&mut Session> = ss.iter_mut().collect();
                         Session::forward_batch(&mut refs, &toks).unwrap();
                     }
-                }));
+                });
+                (dec, batch) = (dec.max(d), batch.max(b));
+                ratios.push(b / d);
             }
+            ratios.sort_by(f64::total_cmp);
             measure(&mut bound);
             for (g, b) in bw.iter_mut().zip(bound) {
                 g[threads - 1] = g[threads - 1].max(b);
@@ -204,6 +213,7 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
                 decode: dec,
                 prompt: best_p,
                 batch,
+                paired: ratios[ratios.len() / 2],
                 bound,
             });
         }
@@ -213,13 +223,13 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
 
 /// `bw[0]`: plain read, `bw[1]`: best read; [1 thread, 2 threads] each.
 fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
-    println!("| model (layers×d_model) | dtype | threads | weight MB/token | decode tok/s | GB/s | % of plain-read bound | % of best-read bound | prompt-128 tok/s | batch-8 tok/s | batch/single |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| model (layers×d_model) | dtype | threads | weight MB/token | decode tok/s | GB/s | % of plain-read bound | % of best-read bound | prompt-128 tok/s | batch-8 tok/s | batch/single | batch/single, paired |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let wb = r.weight_bytes as f64;
         let gbs = wb * r.decode / 1e9;
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0}% | {:.0}% | {:.0} | {:.0} | {:.1}x |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0}% | {:.0}% | {:.0} | {:.0} | {:.1}x | {:.1}x |",
             r.name,
             r.dtype,
             r.threads,
@@ -230,7 +240,8 @@ fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
             100.0 * gbs * 1e9 / r.bound[1],
             r.prompt,
             r.batch,
-            r.batch / r.decode
+            r.batch / r.decode,
+            r.paired
         );
     }
     println!(
@@ -239,7 +250,10 @@ fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
          row's bound):\n\
          - plain read (a vectorized sum, as the speed issue measures it): up to {:.1} GB/s with 1 thread, {:.1} GB/s with 2 in this run;\n\
          - best read (4 accumulators + prefetch 8 KiB ahead, as the decode kernels read): up to {:.1} GB/s with 1 thread, {:.1} GB/s with 2.\n\
-         % of bound = decode GB/s (tok/s × weight bytes per token) ÷ the row's bound.",
+         % of bound = decode GB/s (tok/s × weight bytes per token) ÷ the row's bound.\n\
+         decode and batch-8 alternate, 7 runs each: the tok/s columns are each one's best run; \
+         batch/single is best ÷ best, and \"paired\" the median over the 7 adjacent pairs of \
+         the pair's batch ÷ decode.",
         bw[0][0] / 1e9,
         bw[0][1] / 1e9,
         bw[1][0] / 1e9,
