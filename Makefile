@@ -127,7 +127,8 @@ test-install: lib
 # Speed table (decode, prompt, batched decode) on random models of
 # mamba-130m's shape in every weight type, plus mamba-370m's shape in
 # BENCH_370M_DTYPES (empty to skip), then keyword-spotting latency and MNIST
-# throughput on the test fixtures. Needs numpy (model generation).
+# throughput on the test fixtures. Generating the models needs numpy and gguf
+# (pip install -r py/requirements-export.txt); they are made once, in BENCH_DIR.
 BENCH_DIR   := $(BUILD)/bench
 BENCH_DTYPES := f32 f16 bf16 q8_0 int8
 BENCH_370M_DTYPES := f32 bf16 q8_0
@@ -138,8 +139,10 @@ bench:
 	@for s in 130 370; do \
 	  dts="$(BENCH_DTYPES)"; test $$s = 370 && dts="$(BENCH_370M_DTYPES)"; \
 	  test -n "$$dts" || continue; \
-	  test -f $(BENCH_DIR)/m$$s/model.safetensors || { echo "== writing a random $${s}m-shaped checkpoint"; python3 py/make_random_checkpoint.py --preset $${s}m $(BENCH_DIR)/m$$s; }; \
-	  for d in $$dts; do test -f $(BENCH_DIR)/m$$s.$$d.gguf || { echo "== exporting $${s}m $$d"; python3 py/export.py $(BENCH_DIR)/m$$s $(BENCH_DIR)/m$$s.$$d.gguf --dtype $$d --no-tokenizer >/dev/null; }; done; \
+	  test -f $(BENCH_DIR)/m$$s/model.safetensors || { echo "== writing a random $${s}m-shaped checkpoint"; python3 py/make_random_checkpoint.py --preset $${s}m $(BENCH_DIR)/m$$s || exit 1; }; \
+	  for d in $$dts; do f=$(BENCH_DIR)/m$$s.$$d.gguf; test -f $$f || { echo "== exporting $${s}m $$d"; \
+	    python3 py/export.py $(BENCH_DIR)/m$$s $$f.tmp --dtype $$d --no-tokenizer >/dev/null && mv $$f.tmp $$f || \
+	    { rm -f $$f.tmp; echo "make bench: exporting needs numpy and gguf: pip install -r py/requirements-export.txt" >&2; exit 1; }; }; done; \
 	done
 	$(CARGO) build --release --example bench --example dtype_report
 	@echo "== speed"
