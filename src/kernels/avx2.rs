@@ -306,9 +306,8 @@ pub unsafe fn gemm_t(
 
 /// exp(x) in 8 lanes: x = n·ln2 + r, exp(r) by the same degree-6 polynomial
 /// as the AVX-512 version, times 2^n. 2^n is applied as two normal factors
-/// 2^⌊n/2⌋·2^(n-⌊n/2⌋), so results below the normal range underflow
-/// gradually (to denormals, then 0) like the AVX-512 version's scalef;
-/// inputs are clamped to [-104, 88.7] as there.
+/// 2^⌊n/2⌋·2^(n-⌊n/2⌋); inputs are clamped to [-104, 88.7] and the result
+/// is 0 below [`super::EXP_FLUSH_BELOW`], as in the AVX-512 version.
 ///
 /// # Safety
 /// AVX2, FMA and F16C present ([`available`]).
@@ -335,7 +334,8 @@ pub unsafe fn exp_ps(x: __m256) -> __m256 {
     let bias = _mm256_set1_epi32(127);
     let pa = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(na, bias)));
     let pb = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(nb, bias)));
-    _mm256_mul_ps(_mm256_mul_ps(p, pa), pb)
+    let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(x, _mm256_set1_ps(super::EXP_FLUSH_BELOW));
+    _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(p, pa), pb), keep)
 }
 
 /// ln(x) for normal x > 0: Cephes' logf, as the AVX-512 version, with the
@@ -447,7 +447,7 @@ pub unsafe fn scan_channel(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dt: f
     }
     let mut s = hsum(acc);
     for j in i..n {
-        h[j] = (dt * a[j]).exp() * h[j] + (dt * b[j]) * u;
+        h[j] = super::exp_ftz(dt * a[j]) * h[j] + (dt * b[j]) * u;
         s += h[j] * c[j];
     }
     s
@@ -615,6 +615,10 @@ mod tests {
         for (i, &x) in xs.iter().enumerate() {
             let xd = x as f64;
             let want = xd.exp();
+            assert!(!e[i].is_subnormal(), "exp({x}) = {:e}", e[i]);
+            if x < super::super::EXP_FLUSH_BELOW {
+                assert_eq!(e[i], 0.0, "exp({x})");
+            }
             if want > 1e-37 {
                 we = we.max((e[i] as f64 - want).abs() / want);
             } else {

@@ -292,9 +292,26 @@ pub fn rmsnorm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
+/// Every exp in the model math (scalar and vector, all tiers) returns 0
+/// below this, where e^x (< 1.22e-38) would be at or near the subnormal
+/// range: products with subnormal operands take microcode assists on Intel
+/// CPUs (~100+ cycles each), and the scan's decay exp(dt·A) reaches them
+/// in trained models. The change to any result is below 1.3e-38.
+pub const EXP_FLUSH_BELOW: f32 = -87.3;
+
+/// exp(x), or 0 below [`EXP_FLUSH_BELOW`].
+#[inline]
+pub fn exp_ftz(x: f32) -> f32 {
+    if x < EXP_FLUSH_BELOW {
+        0.0
+    } else {
+        x.exp()
+    }
+}
+
 #[inline]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + exp_ftz(-x))
 }
 
 /// PyTorch's softplus with beta 1, threshold 20: x itself above 20.
@@ -303,7 +320,7 @@ pub fn softplus(x: f32) -> f32 {
     if x > 20.0 {
         x
     } else {
-        x.exp().ln_1p()
+        exp_ftz(x).ln_1p()
     }
 }
 

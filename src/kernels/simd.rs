@@ -519,7 +519,7 @@ pub fn scan_channel_portable(
 ) -> f32 {
     let mut acc = 0.0f32;
     for j in 0..h.len() {
-        h[j] = (dt * a[j]).exp() * h[j] + (dt * b[j]) * u;
+        h[j] = super::exp_ftz(dt * a[j]) * h[j] + (dt * b[j]) * u;
         acc += h[j] * c[j];
     }
     acc
@@ -548,21 +548,17 @@ macro_rules! map_slice {
 
 /// x ← x·sigmoid(x) (SiLU) for each element.
 pub fn silu_slice(x: &mut [f32]) {
-    map_slice!(x, silu_slice_avx512, silu_slice, |v| v / (1.0 + (-v).exp()))
+    map_slice!(x, silu_slice_avx512, silu_slice, super::silu)
 }
 
 /// x ← softplus(x) as PyTorch computes it: log1p(exp(x)), or x above 20.
 pub fn softplus_slice(x: &mut [f32]) {
-    map_slice!(x, softplus_slice_avx512, softplus_slice, |v| if v > 20.0 {
-        v
-    } else {
-        v.exp().ln_1p()
-    })
+    map_slice!(x, softplus_slice_avx512, softplus_slice, super::softplus)
 }
 
 /// exp(x) for each element, vectorized where the CPU allows.
 pub fn exp_slice(x: &mut [f32]) {
-    map_slice!(x, exp_slice_avx512, exp_slice, f32::exp)
+    map_slice!(x, exp_slice_avx512, exp_slice, super::exp_ftz)
 }
 
 /// Dot of a stored row (any dtype, no tensor scale) with x.
@@ -720,7 +716,8 @@ pub(crate) mod x86 {
     }
 
     /// exp(x): x = n·ln2 + r with |r| <= ln2/2, exp(r) by a degree-6
-    /// polynomial, times 2^n with scalef (which also handles underflow).
+    /// polynomial, times 2^n with scalef; 0 below [`crate::kernels::EXP_FLUSH_BELOW`]
+    /// (no subnormal results).
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub unsafe fn exp_ps(x: __m512) -> __m512 {
@@ -737,7 +734,9 @@ pub(crate) mod x86 {
         for c in &super::EXP_POLY[1..] {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
         }
-        _mm512_scalef_ps(p, n)
+        let keep =
+            _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_set1_ps(crate::kernels::EXP_FLUSH_BELOW));
+        _mm512_maskz_scalef_ps(keep, p, n)
     }
 
     /// ln(x) for x > 0 (Cephes' logf: mantissa in [√½, √2), degree-8 polynomial).
@@ -1515,6 +1514,35 @@ mod tests {
             }
         }
         assert!(worst < 5e-7, "max relative error {worst}");
+    }
+
+    /// No exp result is subnormal on any tier: 0 below the flush point,
+    /// the true value (within 5e-7) above it.
+    #[test]
+    fn exp_never_returns_subnormals() {
+        let lo = crate::kernels::EXP_FLUSH_BELOW;
+        let xs: Vec<f32> = (0..40001).map(|i| -104.0 + i as f32 * 0.0005).collect();
+        let mut got = xs.clone();
+        exp_slice(&mut got);
+        for (&x, &g) in xs.iter().zip(&got) {
+            let s = crate::kernels::exp_ftz(x);
+            for v in [g, s] {
+                assert!(!v.is_subnormal(), "exp({x}) = {v:e}");
+                if x < lo {
+                    assert_eq!(v, 0.0, "exp({x})");
+                } else {
+                    let want = (x as f64).exp();
+                    assert!(((v as f64) - want).abs() <= 5e-7 * want, "exp({x}) = {v:e}");
+                }
+            }
+        }
+        // The scan's decay: a state multiplied by exp(dt·A) far below the
+        // flush point becomes exactly its input term, not a subnormal.
+        let a = vec![-100.0f32; 16];
+        let (b, c) = (vec![0.0f32; 16], vec![1.0f32; 16]);
+        let mut h = vec![1e-30f32; 16];
+        scan_channel(&mut h, &a, &b, &c, 2.0, 1.0);
+        assert!(h.iter().all(|&v| v == 0.0), "{h:?}");
     }
 
     #[test]

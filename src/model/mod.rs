@@ -117,6 +117,41 @@ pub struct MixerWeights {
     pub out_proj_bias: Option<Tensor>,
 }
 
+impl MixerWeights {
+    /// [`Tensor::flush_subnormals`] on the per-channel tensors (conv, dt
+    /// bias, A, D, biases) and, with `matrices`, on the four projections too.
+    pub fn flush_subnormals(&mut self, matrices: bool) {
+        for t in [
+            &mut self.conv_w,
+            &mut self.dt_bias,
+            &mut self.a,
+            &mut self.d,
+        ] {
+            t.flush_subnormals();
+        }
+        for t in [
+            &mut self.in_proj_bias,
+            &mut self.conv_b,
+            &mut self.out_proj_bias,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            t.flush_subnormals();
+        }
+        if matrices {
+            for t in [
+                &mut self.in_proj,
+                &mut self.x_proj,
+                &mut self.dt_proj,
+                &mut self.out_proj,
+            ] {
+                t.flush_subnormals();
+            }
+        }
+    }
+}
+
 /// One residual block of the language model: `x + mixer(rmsnorm(x))`.
 #[derive(Debug, Clone)]
 pub struct LmLayer {
@@ -273,6 +308,15 @@ impl Model {
         config.validate().map_err(|e| e.context(source))?;
         weights.validate(&config).map_err(|e| e.context(source))?;
         let mut weights = weights;
+        // Subnormal weights make every product they enter take a microcode
+        // assist on Intel CPUs. The vectors are flushed to zero here (a
+        // few KiB per layer); the large matrices are used as stored, since
+        // checking them would read the whole file at load.
+        for l in &mut weights.layers {
+            l.norm.flush_subnormals();
+            l.mixer.flush_subnormals(false);
+        }
+        weights.norm_f.flush_subnormals();
         let int8_vnni = std::env::var("MAMBA_INT8_VNNI").map_or(true, |v| v.trim() != "0");
         if int8_vnni && crate::kernels::vnni::has_vnni() {
             weights.convert_for_vnni();

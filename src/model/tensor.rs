@@ -273,6 +273,29 @@ impl Tensor {
         out
     }
 
+    /// Replaces subnormal f32 weights (nonzero, below `f32::MIN_POSITIVE` in
+    /// magnitude) by zero, in a heap copy; a tensor without any stays as it
+    /// is (mapped). Products with subnormal operands take microcode assists
+    /// on Intel CPUs (~100+ cycles each): a trained keyword spotter with 4%
+    /// of its weights subnormal ran 10x slower on one. The change to any
+    /// product is below 1.2e-38 per weight. Other dtypes are left alone.
+    pub fn flush_subnormals(&mut self) {
+        if self.dtype != DType::F32 {
+            return;
+        }
+        let w = self.as_f32();
+        if !w.iter().any(|v| v.is_subnormal()) {
+            return;
+        }
+        let flushed: Vec<f32> = w
+            .iter()
+            .map(|&v| if v.is_subnormal() { 0.0 } else { v })
+            .collect();
+        let (scale, panels) = (self.scale, self.panels.take());
+        *self = Tensor::from_f32(&flushed, self.rows, self.cols).with_scale(scale);
+        self.panels = panels;
+    }
+
     /// This tensor as f32: the same view when already plain f32, else a converted copy.
     pub fn into_f32(self) -> Tensor {
         if self.dtype == DType::F32 && self.scale == 1.0 {
@@ -280,5 +303,30 @@ impl Tensor {
         } else {
             Tensor::from_f32(&self.to_f32_vec(), self.rows, self.cols)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flush_subnormals_zeroes_only_subnormals_and_keeps_clean_tensors_in_place() {
+        let tiny = f32::MIN_POSITIVE / 8.0;
+        assert!(tiny.is_subnormal());
+        let data = [1.0, -tiny, f32::MIN_POSITIVE, 0.0, tiny, -2.5];
+        let mut t = Tensor::from_f32(&data, 2, 3).with_scale(0.5);
+        t.flush_subnormals();
+        assert_eq!(t.as_f32(), &[1.0, 0.0, f32::MIN_POSITIVE, 0.0, 0.0, -2.5]);
+        assert_eq!((t.rows, t.cols, t.scale), (2, 3, 0.5));
+
+        let mut clean = Tensor::from_f32(&[1.0, f32::MIN_POSITIVE, -3.0], 1, 3);
+        let before = clean.bytes().as_ptr();
+        clean.flush_subnormals();
+        assert_eq!(
+            clean.bytes().as_ptr(),
+            before,
+            "a clean tensor is not copied"
+        );
     }
 }
