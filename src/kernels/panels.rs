@@ -407,9 +407,7 @@ mod x86 {
                 let at = (b * 8 + s) * 64;
                 if a.pf {
                     for g in 0..RG {
-                        _mm_prefetch::<_MM_HINT_T0>(
-                            pf0.wrapping_add(RG * at + 64 * g) as *const i8
-                        );
+                        _mm_prefetch::<_MM_HINT_T0>(pf0.wrapping_add(RG * at + 64 * g) as *const i8);
                     }
                 }
                 let wv: [__m512i; RG] =
