@@ -47,6 +47,8 @@ pub struct Scratch {
     dt_low: Vec<f32>, // cap × dt_rank
     dt: Vec<f32>,     // cap × d_inner
     y: Vec<f32>,      // cap × d_inner
+    pad: Vec<f32>,    // (cap + d_conv - 1) × d_inner (conv inputs, history first)
+    cwt: Vec<f32>,    // d_conv × d_inner (conv weights, tap-major)
 }
 
 impl Scratch {
@@ -59,6 +61,64 @@ impl Scratch {
             dt_low: vec![0.0; cap * d.dt_rank],
             dt: vec![0.0; cap * d.d_inner],
             y: vec![0.0; cap * d.d_inner],
+            pad: vec![0.0; (cap + d.d_conv.max(1) - 1) * d.d_inner],
+            cwt: vec![0.0; d.d_conv * d.d_inner],
+        }
+    }
+}
+
+/// The causal conv of one sequence's `n` tokens (the x half of `xz`) into
+/// `u`, channels innermost so that it vectorizes: the same products added in
+/// the same order as the one-token loop in [`forward`] (bit-identical), with
+/// the window's history taken from and left in `st` (channel-major, oldest
+/// first).
+#[allow(clippy::too_many_arguments)]
+fn conv_seq(
+    st: &mut [f32],
+    cw: &[f32],
+    cb: Option<&[f32]>,
+    xz: &[f32],
+    n: usize,
+    di: usize,
+    k: usize,
+    pad: &mut [f32],
+    cwt: &mut [f32],
+    u: &mut [f32],
+) {
+    let h = k - 1;
+    let pad = &mut pad[..(h + n) * di];
+    for ch in 0..di {
+        for j in 0..k {
+            cwt[j * di + ch] = cw[ch * k + j];
+        }
+        for j in 0..h {
+            pad[j * di + ch] = st[ch * k + 1 + j];
+        }
+    }
+    for t in 0..n {
+        pad[(h + t) * di..(h + t + 1) * di].copy_from_slice(&xz[t * 2 * di..t * 2 * di + di]);
+    }
+    for (t, ut) in u.chunks_exact_mut(di).take(n).enumerate() {
+        ut.fill(0.0);
+        for j in 0..k {
+            let (p, w) = (
+                &pad[(t + j) * di..(t + j + 1) * di],
+                &cwt[j * di..(j + 1) * di],
+            );
+            for ((o, &pv), &wv) in ut.iter_mut().zip(p).zip(w) {
+                *o += pv * wv;
+            }
+        }
+        if let Some(cb) = cb {
+            for (o, &b) in ut.iter_mut().zip(cb) {
+                *o += b;
+            }
+        }
+    }
+    // The window after the last token: the last k rows.
+    for ch in 0..di {
+        for j in 0..k {
+            st[ch * k + j] = pad[(n - 1 + j) * di + ch];
         }
     }
 }
@@ -110,8 +170,22 @@ pub fn forward(
     let cw = w.conv_w.as_f32();
     let cb = w.conv_b.as_ref().map(|b| b.as_f32());
     let u = &mut s.u[..n * di];
-    for t in 0..n {
-        let conv_state = &mut *states[if per_row { t } else { 0 }].0;
+    if !per_row {
+        conv_seq(
+            &mut *states[0].0,
+            cw,
+            cb,
+            xz,
+            n,
+            di,
+            k,
+            &mut s.pad,
+            &mut s.cwt,
+            u,
+        );
+    }
+    for t in (0..n).filter(|_| per_row) {
+        let conv_state = &mut *states[t].0;
         for ch in 0..di {
             let st = &mut conv_state[ch * k..(ch + 1) * k];
             let wk = &cw[ch * k..(ch + 1) * k];
@@ -246,6 +320,56 @@ fn scan(
             });
         } else {
             run(0, n, 0, di, &|_| h, yp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conv_seq;
+
+    /// conv_seq against the one-token-at-a-time window (as `forward` runs a
+    /// batch's rows): same outputs and final state, bit for bit.
+    #[test]
+    fn conv_seq_matches_the_token_loop_bit_for_bit() {
+        let val = |i: usize| ((i * 7919 % 1009) as f32 - 504.0) / 97.0;
+        for (k, n, di, bias) in [
+            (4, 1, 5, true),
+            (4, 7, 37, false),
+            (1, 3, 16, true),
+            (2, 2, 8, true),
+        ] {
+            let cw: Vec<f32> = (0..di * k).map(|i| val(i + 3)).collect();
+            let cb: Vec<f32> = (0..di).map(|i| val(i + 11)).collect();
+            let xz: Vec<f32> = (0..n * 2 * di).map(|i| val(i + 29)).collect();
+            let st0: Vec<f32> = (0..di * k).map(|i| val(i + 57)).collect();
+            let cb = bias.then_some(&cb[..]);
+
+            let mut st_ref = st0.clone();
+            let mut u_ref = vec![0.0f32; n * di];
+            for t in 0..n {
+                for ch in 0..di {
+                    let s = &mut st_ref[ch * k..(ch + 1) * k];
+                    s.copy_within(1.., 0);
+                    s[k - 1] = xz[t * 2 * di + ch];
+                    let mut acc = 0.0f32;
+                    for j in 0..k {
+                        acc += s[j] * cw[ch * k + j];
+                    }
+                    if let Some(cb) = cb {
+                        acc += cb[ch];
+                    }
+                    u_ref[t * di + ch] = acc;
+                }
+            }
+
+            let mut st = st0.clone();
+            let mut u = vec![0.0f32; n * di];
+            let (mut pad, mut cwt) = (vec![0.0; (n + k - 1) * di], vec![0.0; k * di]);
+            conv_seq(&mut st, &cw, cb, &xz, n, di, k, &mut pad, &mut cwt, &mut u);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&u), bits(&u_ref), "k {k} n {n} di {di}");
+            assert_eq!(bits(&st), bits(&st_ref), "state, k {k} n {n} di {di}");
         }
     }
 }
