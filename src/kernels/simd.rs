@@ -1337,15 +1337,22 @@ pub(crate) mod x86 {
         let mut r0 = 0;
         while r0 < rows {
             let mr = (rows - r0).min(12);
+            // The next 12 rows (one contiguous run), fetched into L2 while
+            // this panel's first tile runs, so that its own first tile does
+            // not wait on memory.
+            // Step kk prefetches byte kk·(4·next rows): the run is k times that.
+            let step = (rows - r0 - mr).min(12) * 4;
+            let mut pf = (w.as_ptr().add((r0 + mr) * k) as *const i8, step);
             let mut t0 = 0;
             while t0 < npad {
                 if t0 + 32 <= npad {
-                    tile::<2>(w, r0, mr, xt, npad, k, t0, yt, scale);
+                    tile::<2>(w, r0, mr, xt, npad, k, t0, yt, scale, pf);
                     t0 += 32;
                 } else {
-                    tile::<1>(w, r0, mr, xt, npad, k, t0, yt, scale);
+                    tile::<1>(w, r0, mr, xt, npad, k, t0, yt, scale, pf);
                     t0 += 16;
                 }
+                pf.1 = 0;
             }
             r0 += 12;
         }
@@ -1365,12 +1372,16 @@ pub(crate) mod x86 {
         t0: usize,
         yt: *mut f32,
         scale: f32,
+        pf: (*const i8, usize),
     ) {
         let wp: [*const f32; 12] =
             std::array::from_fn(|i| w.as_ptr().add((r0 + i.min(mr - 1)) * k));
         let xp = xt.as_ptr().add(t0);
         let mut acc = [[_mm512_setzero_ps(); NT]; 12];
         for kk in 0..k {
+            if pf.1 > 0 {
+                _mm_prefetch::<_MM_HINT_T1>(pf.0.wrapping_add(kk * pf.1));
+            }
             let xv: [__m512; NT] =
                 std::array::from_fn(|j| _mm512_loadu_ps(xp.add(kk * npad + 16 * j)));
             for i in 0..12 {
