@@ -67,9 +67,28 @@ impl Scratch {
     }
 }
 
+/// One token through the causal conv: each channel's window `st` (oldest
+/// first, channel-major) shifts in its input from `x`, and `u` gets the
+/// window's dot with the channel's taps, plus the bias.
+fn conv_token(st: &mut [f32], cw: &[f32], cb: Option<&[f32]>, x: &[f32], k: usize, u: &mut [f32]) {
+    for (ch, (uc, &xc)) in u.iter_mut().zip(x).enumerate() {
+        let (w, wk) = (&mut st[ch * k..(ch + 1) * k], &cw[ch * k..(ch + 1) * k]);
+        w.copy_within(1.., 0);
+        w[k - 1] = xc;
+        let mut acc = 0.0f32;
+        for j in 0..k {
+            acc += w[j] * wk[j];
+        }
+        if let Some(cb) = cb {
+            acc += cb[ch];
+        }
+        *uc = acc;
+    }
+}
+
 /// The causal conv of one sequence's `n` tokens (the x half of `xz`) into
 /// `u`, channels innermost so that it vectorizes: the same products added in
-/// the same order as the one-token loop in [`forward`] (bit-identical), with
+/// the same order as [`conv_token`] token by token (bit-identical), with
 /// the window's history taken from and left in `st` (channel-major, oldest
 /// first).
 #[allow(clippy::too_many_arguments)]
@@ -170,36 +189,14 @@ pub fn forward(
     let cw = w.conv_w.as_f32();
     let cb = w.conv_b.as_ref().map(|b| b.as_f32());
     let u = &mut s.u[..n * di];
-    if !per_row {
-        conv_seq(
-            &mut *states[0].0,
-            cw,
-            cb,
-            xz,
-            n,
-            di,
-            k,
-            &mut s.pad,
-            &mut s.cwt,
-            u,
-        );
-    }
-    for t in (0..n).filter(|_| per_row) {
-        let conv_state = &mut *states[t].0;
-        for ch in 0..di {
-            let st = &mut conv_state[ch * k..(ch + 1) * k];
-            let wk = &cw[ch * k..(ch + 1) * k];
-            st.copy_within(1.., 0);
-            st[k - 1] = xz[t * 2 * di + ch];
-            let mut acc = 0.0f32;
-            for j in 0..k {
-                acc += st[j] * wk[j];
-            }
-            if let Some(cb) = cb {
-                acc += cb[ch];
-            }
-            u[t * di + ch] = acc;
+    if per_row {
+        for (t, ut) in u.chunks_exact_mut(di).enumerate() {
+            let x = &xz[t * 2 * di..t * 2 * di + di];
+            conv_token(&mut *states[t].0, cw, cb, x, k, ut);
         }
+    } else {
+        let st = &mut *states[0].0;
+        conv_seq(st, cw, cb, xz, n, di, k, &mut s.pad, &mut s.cwt, u);
     }
     kernels::silu_slice(u);
 
@@ -326,9 +323,9 @@ fn scan(
 
 #[cfg(test)]
 mod tests {
-    use super::conv_seq;
+    use super::{conv_seq, conv_token};
 
-    /// conv_seq against the one-token-at-a-time window (as `forward` runs a
+    /// conv_seq against conv_token run token by token (as `forward` runs a
     /// batch's rows): same outputs and final state, bit for bit.
     #[test]
     fn conv_seq_matches_the_token_loop_bit_for_bit() {
@@ -347,20 +344,15 @@ mod tests {
 
             let mut st_ref = st0.clone();
             let mut u_ref = vec![0.0f32; n * di];
-            for t in 0..n {
-                for ch in 0..di {
-                    let s = &mut st_ref[ch * k..(ch + 1) * k];
-                    s.copy_within(1.., 0);
-                    s[k - 1] = xz[t * 2 * di + ch];
-                    let mut acc = 0.0f32;
-                    for j in 0..k {
-                        acc += s[j] * cw[ch * k + j];
-                    }
-                    if let Some(cb) = cb {
-                        acc += cb[ch];
-                    }
-                    u_ref[t * di + ch] = acc;
-                }
+            for (t, ut) in u_ref.chunks_exact_mut(di).enumerate() {
+                conv_token(
+                    &mut st_ref,
+                    &cw,
+                    cb,
+                    &xz[t * 2 * di..t * 2 * di + di],
+                    k,
+                    ut,
+                );
             }
 
             let mut st = st0.clone();
