@@ -45,9 +45,14 @@ pub fn matvec(w: &Tensor, x: &[f32], y: &mut [f32]) {
     };
     if bytes.len() >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 {
         let chunk = (w.rows / (rayon::current_num_threads() * 8)).max(16);
-        y.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(ci, ys)| body(ci * chunk, ys));
+        let (yp, rows) = (OutPtr(y.as_mut_ptr()), w.rows);
+        crate::threads::par_for(rows.div_ceil(chunk), |ci| {
+            let r0 = ci * chunk;
+            // SAFETY: chunk ci alone writes rows r0..r0 + len of y.
+            let ys =
+                unsafe { std::slice::from_raw_parts_mut(yp.get().add(r0), chunk.min(rows - r0)) };
+            body(r0, ys)
+        });
     } else {
         body(0, y);
     }
@@ -58,7 +63,18 @@ pub fn matvec(w: &Tensor, x: &[f32], y: &mut [f32]) {
 struct OutPtr(*mut f32);
 // SAFETY: every worker writes a disjoint set of elements (its own rows).
 unsafe impl Send for OutPtr {}
+
+impl OutPtr {
+    /// The pointer (a method, so closures capture the Send + Sync wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 unsafe impl Sync for OutPtr {}
+
+/// Below this many input elements matmul transposes its inputs on the
+/// calling thread.
+const PAR_TRANSPOSE_MIN: usize = 1 << 16;
 
 /// Weight rows handled by one task of a matrix-matrix product.
 const GEMM_ROWS: usize = simd::GEMM_BLOCK_ROWS;
@@ -113,17 +129,41 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     let group = |g: usize| (g * XG, (npad - g * XG).min(XG));
     let n_groups = npad.div_ceil(XG);
     let (xt, mut yt) = if transposed {
-        let mut xt = vec![0.0f32; cols * npad];
-        for g in 0..n_groups {
+        let (mut xt, mut yt) = GEMM_BUFS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        fit(&mut xt, cols * npad);
+        fit(&mut yt, rows * npad);
+        // Group g is xt[XG·g·cols..], cols × width; inputs past n (padding)
+        // are zero, since they are multiplied in too.
+        let fill = |g: usize, xg: &mut [f32]| {
             let (t0, wg) = group(g);
-            let xg = &mut xt[t0 * cols..(t0 + wg) * cols];
-            for t in t0..(t0 + wg).min(n) {
-                for (k, &v) in x[t * cols..(t + 1) * cols].iter().enumerate() {
-                    xg[k * wg + t - t0] = v;
+            for t in t0..t0 + wg {
+                if t < n {
+                    for (k, &v) in x[t * cols..(t + 1) * cols].iter().enumerate() {
+                        xg[k * wg + t - t0] = v;
+                    }
+                } else {
+                    for k in 0..cols {
+                        xg[k * wg + t - t0] = 0.0;
+                    }
                 }
             }
+        };
+        if n_groups > 1 && x.len() >= PAR_TRANSPOSE_MIN && rayon::current_num_threads() > 1 {
+            let xp = OutPtr(xt.as_mut_ptr());
+            crate::threads::par_for(n_groups, |g| {
+                let (t0, wg) = group(g);
+                // SAFETY: group g alone writes its cols × width run of xt.
+                fill(g, unsafe {
+                    std::slice::from_raw_parts_mut(xp.get().add(t0 * cols), wg * cols)
+                })
+            });
+        } else {
+            xt[..cols * npad]
+                .chunks_mut(XG * cols)
+                .enumerate()
+                .for_each(|(g, xg)| fill(g, xg));
         }
-        (xt, vec![0.0f32; rows * npad])
+        (xt, yt)
     } else {
         (Vec::new(), Vec::new())
     };
@@ -174,16 +214,34 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         }
     };
     let n_blocks = rows.div_ceil(GEMM_ROWS);
+    // Each thread converts into its own kept buffer (taken out while in use,
+    // so a nested call would find it empty and allocate instead).
+    let with_wbuf = |b: usize| {
+        let mut wbuf = WEIGHT_BUF.with(|c| std::mem::take(&mut *c.borrow_mut()));
+        block(b, &mut wbuf);
+        WEIGHT_BUF.with(|c| *c.borrow_mut() = wbuf);
+    };
     if bytes.len() * n >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 && n_blocks > 1 {
-        (0..n_blocks)
-            .into_par_iter()
-            .for_each_init(Vec::new, |wbuf, b| block(b, wbuf));
+        crate::threads::par_for(n_blocks, with_wbuf);
     } else {
-        let mut wbuf = Vec::new();
-        for b in 0..n_blocks {
-            block(b, &mut wbuf);
-        }
+        (0..n_blocks).for_each(with_wbuf);
     }
+    if transposed {
+        GEMM_BUFS.with(|b| *b.borrow_mut() = (xt, yt));
+    }
+}
+
+thread_local! {
+    /// matmul's transposed inputs and outputs, kept per calling thread so
+    /// that a prompt's products do not allocate (and page-fault) every call.
+    static GEMM_BUFS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = Default::default();
+    /// One block of weight rows converted to f32 (non-f32 weights), per thread.
+    static WEIGHT_BUF: std::cell::RefCell<Vec<f32>> = Default::default();
+}
+
+/// Resizes `v` to exactly `n` elements without clearing what it holds.
+fn fit(v: &mut Vec<f32>, n: usize) {
+    v.resize(n, 0.0);
 }
 
 /// [`matmul`], except that with `int8` set, 8-bit weights (q8_row, Q8_0) on
@@ -220,9 +278,9 @@ pub fn matmul_q(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], int8: bool) {
     // Rows per task: whole 16-row panel groups and whole 32-row repack blocks.
     let chunk = 64;
     if w.bytes().len() * n >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 && rows > chunk {
-        (0..rows.div_ceil(chunk))
-            .into_par_iter()
-            .for_each(|c| body(c * chunk, ((c + 1) * chunk).min(rows)));
+        crate::threads::par_for(rows.div_ceil(chunk), |c| {
+            body(c * chunk, ((c + 1) * chunk).min(rows))
+        });
     } else {
         body(0, rows);
     }

@@ -17,7 +17,6 @@
 
 use crate::kernels;
 use crate::model::MixerWeights;
-use rayon::prelude::*;
 
 /// The mixer's dimensions (copied from the model config).
 #[derive(Debug, Clone, Copy)]
@@ -117,23 +116,27 @@ fn conv_seq(
     for t in 0..n {
         pad[(h + t) * di..(h + t + 1) * di].copy_from_slice(&xz[t * 2 * di..t * 2 * di + di]);
     }
-    for (t, ut) in u.chunks_exact_mut(di).take(n).enumerate() {
-        ut.fill(0.0);
-        for j in 0..k {
-            let (p, w) = (
-                &pad[(t + j) * di..(t + j + 1) * di],
-                &cwt[j * di..(j + 1) * di],
-            );
-            for ((o, &pv), &wv) in ut.iter_mut().zip(p).zip(w) {
-                *o += pv * wv;
+    let (pad, cwt) = (&*pad, &*cwt);
+    par_rows(&mut u[..n * di], di, |t0, rows| {
+        for (i, ut) in rows.chunks_exact_mut(di).enumerate() {
+            let t = t0 + i;
+            ut.fill(0.0);
+            for j in 0..k {
+                let (p, w) = (
+                    &pad[(t + j) * di..(t + j + 1) * di],
+                    &cwt[j * di..(j + 1) * di],
+                );
+                for ((o, &pv), &wv) in ut.iter_mut().zip(p).zip(w) {
+                    *o += pv * wv;
+                }
+            }
+            if let Some(cb) = cb {
+                for (o, &b) in ut.iter_mut().zip(cb) {
+                    *o += b;
+                }
             }
         }
-        if let Some(cb) = cb {
-            for (o, &b) in ut.iter_mut().zip(cb) {
-                *o += b;
-            }
-        }
-    }
+    });
     // The window after the last token: the last k rows.
     for ch in 0..di {
         for j in 0..k {
@@ -151,6 +154,31 @@ fn add_bias(rows: &mut [f32], width: usize, bias: Option<&crate::model::Tensor>)
             }
         }
     }
+}
+
+/// Below this many elements a row-wise pass runs on the calling thread.
+const PAR_ROWS_MIN: usize = 1 << 16;
+
+/// Calls `f(first_row, rows)` on consecutive runs of whole `width`-wide rows
+/// of `v`, split over the pool's threads when `v` is large (a prompt's
+/// element-wise passes: left on one thread, they kept the other idle for a
+/// fifth of a prompt). Each row is computed exactly as in one pass.
+fn par_rows(v: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let n = v.len() / width;
+    let threads = rayon::current_num_threads();
+    if v.len() < PAR_ROWS_MIN || threads < 2 || n < 2 {
+        return f(0, v);
+    }
+    let per = n.div_ceil(threads * 2);
+    let vp = Shared(v.as_mut_ptr());
+    crate::threads::par_for(n.div_ceil(per), |c| {
+        let t0 = c * per;
+        let len = per.min(n - t0) * width;
+        // SAFETY: run c alone covers rows t0..t0 + len / width of v.
+        f(t0, unsafe {
+            std::slice::from_raw_parts_mut(vp.get().add(t0 * width), len)
+        })
+    });
 }
 
 /// One sequence's recurrent state for one layer: the conv state
@@ -198,7 +226,7 @@ pub fn forward(
         let st = &mut *states[0].0;
         conv_seq(st, cw, cb, xz, n, di, k, &mut s.pad, &mut s.cwt, u);
     }
-    kernels::silu_slice(u);
+    par_rows(u, di, |_, rows| kernels::silu_slice(rows));
 
     // 3. x_proj to [dt_low | B | C]; 4. dt = softplus(dt_proj(dt_low) + bias).
     //    (Exact inputs even with d.int8: these feed the scan's dt, B and C.)
@@ -211,25 +239,33 @@ pub fn forward(
     let dt = &mut s.dt[..n * di];
     kernels::matmul(&w.dt_proj, dt_low, n, dt);
     let dtb = w.dt_bias.as_f32();
-    for row in dt.chunks_exact_mut(di) {
-        for (v, b) in row.iter_mut().zip(dtb) {
-            *v += b;
+    par_rows(dt, di, |_, rows| {
+        for row in rows.chunks_exact_mut(di) {
+            for (v, b) in row.iter_mut().zip(dtb) {
+                *v += b;
+            }
+            kernels::softplus_slice(row);
         }
-        kernels::softplus_slice(row);
-    }
+    });
 
     // 5. selective scan in time order, per channel, plus the D skip:
     //    h = exp(dt·A) ⊙ h + (dt·B)·u ;  y = h·C + D·u
     let y = &mut s.y[..n * di];
     scan(w, d, states, dbl, dt, u, n, y);
     //    then the gate: y ⊙ SiLU(z).
-    for t in 0..n {
-        let z = &mut xz[t * 2 * di + di..(t + 1) * 2 * di];
-        kernels::silu_slice(z);
-        for (yv, zv) in y[t * di..(t + 1) * di].iter_mut().zip(z.iter()) {
-            *yv *= zv;
+    let xzp = Shared(xz.as_mut_ptr());
+    par_rows(y, di, |t0, rows| {
+        for (i, yt) in rows.chunks_exact_mut(di).enumerate() {
+            let t = t0 + i;
+            // SAFETY: row t's z half lies inside xz (n rows of 2·di); the
+            // runs of rows are disjoint, so only this call touches it.
+            let z = unsafe { std::slice::from_raw_parts_mut(xzp.get().add(t * 2 * di + di), di) };
+            kernels::silu_slice(z);
+            for (yv, zv) in yt.iter_mut().zip(z.iter()) {
+                *yv *= zv;
+            }
         }
-    }
+    });
 
     // 6. out_proj.
     kernels::matmul_q(&w.out_proj, y, n, &mut out[..n * d.d_model], d.int8);
@@ -246,6 +282,13 @@ struct Shared(*mut f32);
 // SAFETY: each worker reads and writes only its own channels (or rows).
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointer (a method, so closures capture the Send + Sync wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// Below this many state updates the scan runs on the calling thread.
 const PAR_SCAN_MIN: usize = 1 << 16;
@@ -301,9 +344,7 @@ fn scan(
             .collect();
         let state_of = |t: usize| hp[t];
         if parallel {
-            (0..n)
-                .into_par_iter()
-                .for_each(|t| run(t, t + 1, 0, di, &state_of, yp));
+            crate::threads::par_for(n, |t| run(t, t + 1, 0, di, &state_of, yp));
         } else {
             run(0, n, 0, di, &state_of, yp);
         }
@@ -311,7 +352,7 @@ fn scan(
         let h = Shared(states[0].1.as_mut_ptr());
         if parallel {
             let chunk = di.div_ceil(rayon::current_num_threads() * 4).max(16);
-            (0..di.div_ceil(chunk)).into_par_iter().for_each(|c| {
+            crate::threads::par_for(di.div_ceil(chunk), |c| {
                 let (ch0, ch1) = (c * chunk, ((c + 1) * chunk).min(di));
                 run(0, n, ch0, ch1, &|_| h, yp);
             });

@@ -90,7 +90,7 @@ pub fn forward_block(
         }
         return;
     }
-    run_layers(model, &mut [st], s, tokens, all_logits)
+    crate::threads::team(|| run_layers(model, &mut [st], s, tokens, all_logits))
 }
 
 /// Advances `states.len()` sequences by one token each (`tokens[i]` for
@@ -113,7 +113,7 @@ pub fn forward_batch(
             logits,
         );
     }
-    run_layers(model, states, s, tokens, Some(logits))
+    crate::threads::team(|| run_layers(model, states, s, tokens, Some(logits)))
 }
 
 /// [`forward_batch`] for at most [`step::MAX_SEQS`] sequences, given as an
