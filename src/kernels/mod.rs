@@ -136,15 +136,22 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         // are zero, since they are multiplied in too.
         let fill = |g: usize, xg: &mut [f32]| {
             let (t0, wg) = group(g);
-            for t in t0..t0 + wg {
-                if t < n {
-                    for (k, &v) in x[t * cols..(t + 1) * cols].iter().enumerate() {
-                        xg[k * wg + t - t0] = v;
-                    }
-                } else {
-                    for k in 0..cols {
-                        xg[k * wg + t - t0] = 0.0;
-                    }
+            let valid = n.saturating_sub(t0).min(wg);
+            assert!(xg.len() >= cols * wg);
+            // SAFETY: inputs t0..t0 + valid are rows of x; xg holds cols × wg.
+            unsafe {
+                simd::transpose(
+                    x[t0 * cols..].as_ptr(),
+                    cols,
+                    valid,
+                    cols,
+                    xg.as_mut_ptr(),
+                    wg,
+                )
+            };
+            if valid < wg {
+                for row in xg.chunks_exact_mut(wg) {
+                    row[valid..].fill(0.0);
                 }
             }
         };
@@ -201,12 +208,9 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
                     let part = slab.add(t0 * (r1 - r0));
                     let xg = &xt[t0 * cols..(t0 + wg) * cols];
                     simd::gemm_t(wf, r1 - r0, xg, wg, cols, part, scale);
-                    // Transpose the part (hot in cache) into y.
-                    for t in t0..(t0 + wg).min(n) {
-                        for r in r0..r1 {
-                            *yout.0.add(t * rows + r) = *part.add((r - r0) * wg + t - t0);
-                        }
-                    }
+                    // Transpose the part (hot in cache) into y's columns r0..r1.
+                    let valid = n.saturating_sub(t0).min(wg);
+                    simd::transpose(part, wg, r1 - r0, valid, yout.0.add(t0 * rows + r0), rows);
                 }
             } else {
                 simd::gemm_dots(wf, r1 - r0, x, n, cols, yp.0.add(r0), rows, scale);

@@ -636,6 +636,34 @@ pub fn dot_row(dtype: DType, row: &[u8], x: &[f32]) -> f32 {
     }
 }
 
+/// dst[c·dst_stride + r] = src[r·src_stride + c] for r < nr, c < nc: a
+/// block transpose (matmul's inputs into the GEMM's k-major groups, and its
+/// outputs back), 16 elements per gather with AVX-512.
+///
+/// # Safety
+/// `src` valid for those reads, `dst` for those writes (not overlapping),
+/// and no other thread writes either meanwhile.
+pub unsafe fn transpose(
+    src: *const f32,
+    src_stride: usize,
+    nr: usize,
+    nc: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa() == Isa::Avx512 && src_stride.saturating_mul(16) <= i32::MAX as usize / 4 {
+            return x86::transpose_avx512(src, src_stride, nr, nc, dst, dst_stride);
+        }
+    }
+    for r in 0..nr {
+        for c in 0..nc {
+            *dst.add(c * dst_stride + r) = *src.add(r * src_stride + c);
+        }
+    }
+}
+
 /// Converts a stored row to f32 (no tensor scale), vectorized where possible.
 pub fn convert_row(dtype: DType, row: &[u8], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -1325,6 +1353,29 @@ pub(crate) mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
+    pub unsafe fn transpose_avx512(
+        src: *const f32,
+        src_stride: usize,
+        nr: usize,
+        nc: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
+        let lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        let vindex = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(src_stride as i32));
+        let mut r = 0;
+        while r < nr {
+            let m = tail_mask(nr - r);
+            let s = src.add(r * src_stride);
+            for c in 0..nc {
+                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, vindex, s.add(c));
+                _mm512_mask_storeu_ps(dst.add(c * dst_stride + r), m, v);
+            }
+            r += 16;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
     pub unsafe fn gemm_t_avx512(
         w: &[f32],
         rows: usize,
@@ -1451,6 +1502,36 @@ mod tests {
                     (got as f64 - exact).abs() < 1e-5 * (n as f64).max(1.0),
                     "n {n}: {got} vs {exact}"
                 );
+            }
+        }
+    }
+
+    /// The block transpose against its definition, for odd shapes and
+    /// strides (partial 16-row gathers), writing nothing outside the block.
+    #[test]
+    fn transpose_moves_every_element_and_nothing_else() {
+        for (nr, nc, ss, ds) in [
+            (1, 1, 1, 1),
+            (5, 3, 7, 6),
+            (16, 9, 9, 20),
+            (37, 21, 40, 50),
+            (48, 32, 32, 3072),
+        ] {
+            let src = data(nr * ss, 5);
+            let mut dst = vec![f32::NAN; nc * ds + nr];
+            // SAFETY: src holds nr rows of ss ≥ nc; dst nc rows of ds ≥ nr.
+            unsafe { transpose(src.as_ptr(), ss, nr, nc, dst.as_mut_ptr(), ds) };
+            for (i, &v) in dst.iter().enumerate() {
+                let (c, r) = (i / ds, i % ds);
+                if c < nc && r < nr {
+                    assert_eq!(
+                        v.to_bits(),
+                        src[r * ss + c].to_bits(),
+                        "{nr}x{nc} at {r},{c}"
+                    );
+                } else {
+                    assert!(v.is_nan(), "{nr}x{nc}: wrote outside the block at {i}");
+                }
             }
         }
     }
