@@ -72,8 +72,15 @@ impl Session {
             ..
         } = self;
         crate::threads::run(|| {
-            for chunk in tokens.chunks(PROMPT_BLOCK) {
-                lm::forward_block(model, state, scratch, chunk, None);
+            let blocks = tokens.len().div_ceil(PROMPT_BLOCK);
+            for (i, chunk) in tokens.chunks(PROMPT_BLOCK).enumerate() {
+                // Only the last block's logits are returned.
+                let logits = if i + 1 == blocks {
+                    lm::Logits::Last
+                } else {
+                    lm::Logits::Skip
+                };
+                lm::forward_block(model, state, scratch, chunk, logits);
             }
         });
         self.position = self.position.saturating_add(tokens.len() as u64);
@@ -100,7 +107,7 @@ impl Session {
         crate::threads::run(|| {
             for (i, chunk) in tokens.chunks(PROMPT_BLOCK).enumerate() {
                 let o = &mut out[i * PROMPT_BLOCK * v..(i * PROMPT_BLOCK + chunk.len()) * v];
-                lm::forward_block(model, state, scratch, chunk, Some(o));
+                lm::forward_block(model, state, scratch, chunk, lm::Logits::All(o));
             }
         });
         self.position = self.position.saturating_add(tokens.len() as u64);

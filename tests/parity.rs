@@ -203,3 +203,37 @@ fn v1_and_gguf_f32_give_identical_logits() {
         }
     }
 }
+
+/// Prompts longer than one prompt block (64 tokens) run as several blocks,
+/// of which only the last computes logits: the logits returned and the
+/// state left are still those of feeding the tokens one at a time, for
+/// lengths that end on a block boundary, one past it, and in between; and
+/// a prompt fed in two calls ends the same.
+#[test]
+fn prompts_over_several_blocks_equal_step_mode() {
+    let f = fixture_data("C");
+    let model = load(&fixture("lm/C.gguf"));
+    let v = model.config.padded_vocab;
+    let tokens: Vec<u32> = (0..200u32)
+        .map(|i| (i * 7919 + 3) % f.vocab as u32)
+        .collect();
+    for n in [2, 64, 65, 128, 150, 200] {
+        let mut step = Session::new(model.clone());
+        for &t in &tokens[..n] {
+            step.forward(t).unwrap();
+        }
+        let mut prompt = Session::new(model.clone());
+        let l = prompt.forward_tokens(&tokens[..n]).unwrap().to_vec();
+        assert_eq!(l.len(), v);
+        let e = rel_err(&l, step.logits());
+        assert!(e < 1e-5, "{n} tokens: prompt vs step logits rel err {e}");
+        let es = rel_err(&state_vec(&prompt), &state_vec(&step));
+        assert!(es < 1e-5, "{n} tokens: prompt vs step state rel err {es}");
+        // In two calls, split in the middle.
+        let mut two = Session::new(model.clone());
+        two.forward_tokens(&tokens[..n / 2]).unwrap();
+        let l2 = two.forward_tokens(&tokens[n / 2..n]).unwrap().to_vec();
+        let e2 = rel_err(&l2, step.logits());
+        assert!(e2 < 1e-5, "{n} tokens in two calls: rel err {e2}");
+    }
+}

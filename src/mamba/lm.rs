@@ -73,24 +73,35 @@ impl LmScratch {
     }
 }
 
+/// Which logits a block of tokens computes.
+pub enum Logits<'a> {
+    /// None: a prompt block followed by more of the prompt (the lm_head
+    /// reads the whole embedding matrix, as much as a decode step's layers).
+    Skip,
+    /// The last position's, into the scratch's `logits`.
+    Last,
+    /// Every position's (tokens × padded_vocab), the last also into `logits`.
+    All(&'a mut [f32]),
+}
+
 /// Runs `tokens` (at most PROMPT_BLOCK, all < padded_vocab) through the
-/// model. With `all_logits`, writes tokens.len() × padded_vocab logits;
-/// always leaves the last position's logits in `s.logits`.
+/// model and computes the `logits` asked for. (A single token always leaves
+/// its logits in `s.logits`.)
 pub fn forward_block(
     model: &Model,
     st: &mut LmState,
     s: &mut LmScratch,
     tokens: &[u32],
-    all_logits: Option<&mut [f32]>,
+    logits: Logits<'_>,
 ) {
     if let [tok] = tokens {
         step::step(model, [st], &mut s.step, &[*tok], &mut s.logits);
-        if let Some(all) = all_logits {
+        if let Logits::All(all) = logits {
             all[..s.logits.len()].copy_from_slice(&s.logits);
         }
         return;
     }
-    crate::threads::team(|| run_layers(model, &mut [st], s, tokens, all_logits))
+    crate::threads::team(|| run_layers(model, &mut [st], s, tokens, logits))
 }
 
 /// Advances `states.len()` sequences by one token each (`tokens[i]` for
@@ -113,7 +124,7 @@ pub fn forward_batch(
             logits,
         );
     }
-    crate::threads::team(|| run_layers(model, states, s, tokens, Some(logits)))
+    crate::threads::team(|| run_layers(model, states, s, tokens, Logits::All(logits)))
 }
 
 /// [`forward_batch`] for at most [`step::MAX_SEQS`] sequences, given as an
@@ -135,7 +146,7 @@ fn run_layers(
     states: &mut [&mut LmState],
     s: &mut LmScratch,
     tokens: &[u32],
-    mut all_logits: Option<&mut [f32]>,
+    logits: Logits<'_>,
 ) {
     let c = &model.config;
     let w = &model.weights;
@@ -183,13 +194,17 @@ fn run_layers(
     let norm_f = w.norm_f.as_f32();
     let head = w.head();
     let v = c.padded_vocab;
-    if let Some(all) = all_logits.as_deref_mut() {
-        kernels::rmsnorm_rows(&mut s.xn[..n * dm], &s.x[..n * dm], norm_f, c.norm_eps);
-        kernels::matmul_q(head, &s.xn[..n * dm], n, &mut all[..n * v], d.int8);
-        s.logits.copy_from_slice(&all[(n - 1) * v..n * v]);
-    } else {
-        let last = (n - 1) * dm;
-        kernels::rmsnorm(&mut s.xn[..dm], &s.x[last..last + dm], norm_f, c.norm_eps);
-        kernels::matmul_q(head, &s.xn[..dm], 1, &mut s.logits, d.int8);
+    match logits {
+        Logits::Skip => {}
+        Logits::All(all) => {
+            kernels::rmsnorm_rows(&mut s.xn[..n * dm], &s.x[..n * dm], norm_f, c.norm_eps);
+            kernels::matmul_q(head, &s.xn[..n * dm], n, &mut all[..n * v], d.int8);
+            s.logits.copy_from_slice(&all[(n - 1) * v..n * v]);
+        }
+        Logits::Last => {
+            let last = (n - 1) * dm;
+            kernels::rmsnorm(&mut s.xn[..dm], &s.x[last..last + dm], norm_f, c.norm_eps);
+            kernels::matmul_q(head, &s.xn[..dm], 1, &mut s.logits, d.int8);
+        }
     }
 }
