@@ -76,13 +76,20 @@ unsafe impl Sync for OutPtr {}
 /// calling thread.
 const PAR_TRANSPOSE_MIN: usize = 1 << 16;
 
-/// Weight rows handled by one task of a matrix-matrix product.
-const GEMM_ROWS: usize = simd::GEMM_BLOCK_ROWS;
+/// Weight rows one task of a matrix-matrix product handles: about a quarter
+/// of each thread's share, a multiple of 12 (both micro-kernels' heights
+/// divide it), 48 to 192. Runs longer than the old fixed 48 keep the next
+/// panel's prefetch going across what were task boundaries (+3-5% on a
+/// 130m f32 prompt, paired runs); four per thread still balance the threads.
+fn gemm_rows(rows: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    (rows.div_ceil(4 * threads).div_ceil(12) * 12).clamp(48, 192)
+}
 
 /// Y = X Wᵀ for n input rows: X is n × W.cols, Y is n × W.rows (row-major).
 ///
-/// Weight rows are taken in blocks of [`simd::GEMM_BLOCK_ROWS`] (in parallel
-/// when the product is large); each block is read once — converted to f32
+/// Weight rows are taken in blocks of [`gemm_rows`] (in parallel when the
+/// product is large); each block is read once — converted to f32
 /// first when quantized — and multiplied with every input row, so the
 /// weights are read once per call instead of once per token. With AVX-512
 /// the inputs are transposed once per call so a register holds 16 of them.
@@ -121,18 +128,18 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         }
     }
     let npad = n.div_ceil(16) * 16;
-    // The inputs transposed in groups of (up to) XG: group g holds inputs
-    // XG·g.. as cols × width, one contiguous run that the kernel walks in
+    // The inputs transposed in groups of (up to) xg: group g holds inputs
+    // xg·g.. as cols × width, one contiguous run that the kernel walks in
     // order (10-25% faster than one cols × npad array, whose rows it read
     // npad apart). Each group goes through the kernel on its own.
-    const XG: usize = 32;
-    let group = |g: usize| (g * XG, (npad - g * XG).min(XG));
-    let n_groups = npad.div_ceil(XG);
+    let xg = simd::gemm_t_group();
+    let group = |g: usize| (g * xg, (npad - g * xg).min(xg));
+    let n_groups = npad.div_ceil(xg);
     let (xt, mut yt) = if transposed {
         let (mut xt, mut yt) = GEMM_BUFS.with(|b| std::mem::take(&mut *b.borrow_mut()));
         fit(&mut xt, cols * npad);
         fit(&mut yt, rows * npad);
-        // Group g is xt[XG·g·cols..], cols × width; inputs past n (padding)
+        // Group g is xt[xg·g·cols..], cols × width; inputs past n (padding)
         // are zero, since they are multiplied in too.
         let fill = |g: usize, xg: &mut [f32]| {
             let (t0, wg) = group(g);
@@ -166,7 +173,7 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
             });
         } else {
             xt[..cols * npad]
-                .chunks_mut(XG * cols)
+                .chunks_mut(xg * cols)
                 .enumerate()
                 .for_each(|(g, xg)| fill(g, xg));
         }
@@ -180,10 +187,11 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         y.as_mut_ptr()
     });
     let yout = OutPtr(y.as_mut_ptr());
+    let block_rows = gemm_rows(rows);
     let block = |b: usize, wbuf: &mut Vec<f32>| {
         let (yp, yout) = (yp, yout);
-        let r0 = b * GEMM_ROWS;
-        let r1 = (r0 + GEMM_ROWS).min(rows);
+        let r0 = b * block_rows;
+        let r1 = (r0 + block_rows).min(rows);
         let wf: &[f32] = if w.dtype == DType::F32 {
             &w.as_slice::<f32>()[r0 * cols..r1 * cols]
         } else {
@@ -217,7 +225,7 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
             }
         }
     };
-    let n_blocks = rows.div_ceil(GEMM_ROWS);
+    let n_blocks = rows.div_ceil(block_rows);
     // Each thread converts into its own kept buffer (taken out while in use,
     // so a nested call would find it empty and allocate instead).
     let with_wbuf = |b: usize| {
