@@ -160,9 +160,10 @@ fn add_bias(rows: &mut [f32], width: usize, bias: Option<&crate::model::Tensor>)
 const PAR_ROWS_MIN: usize = 1 << 16;
 
 /// Calls `f(first_row, rows)` on consecutive runs of whole `width`-wide rows
-/// of `v`, split over the pool's threads when `v` is large (a prompt's
-/// element-wise passes: left on one thread, they kept the other idle for a
-/// fifth of a prompt). Each row is computed exactly as in one pass.
+/// of `v`, split over the pool's threads when `v` is large: a prompt's
+/// element-wise passes (conv, SiLU, softplus, gate), which ran on the
+/// calling thread alone while the others waited. Each row is computed
+/// exactly as in one pass.
 fn par_rows(v: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     let n = v.len() / width;
     let threads = rayon::current_num_threads();
