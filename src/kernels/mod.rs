@@ -239,9 +239,15 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         (0..n_blocks).for_each(with_wbuf);
     }
     if transposed {
-        GEMM_BUFS.with(|b| *b.borrow_mut() = (xt, yt));
+        // Kept for the next call, unless large (an all-positions head's
+        // outputs: tens of MiB that a prompt's products never need).
+        let keep = |v: Vec<f32>| if v.capacity() <= KEEP_MAX { v } else { Vec::new() };
+        GEMM_BUFS.with(|b| *b.borrow_mut() = (keep(xt), keep(yt)));
     }
 }
+
+/// The largest matmul buffer (in floats, 4 MiB) a thread keeps between calls.
+const KEEP_MAX: usize = 1 << 20;
 
 thread_local! {
     /// matmul's transposed inputs and outputs, kept per calling thread so
