@@ -407,6 +407,13 @@ mod tests {
     use super::{par_for, phased, team};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    fn pool(n: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    }
+
     fn chunks(p: usize) -> usize {
         p % 7 + 1
     }
@@ -438,10 +445,7 @@ mod tests {
     #[test]
     fn phases_run_in_order_on_any_pool() {
         for n in [1, 2, 3, 5] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .unwrap();
+            let pool = pool(n);
             for _ in 0..20 {
                 pool.install(run_plan);
             }
@@ -453,10 +457,7 @@ mod tests {
     /// (a caller never waits for a worker that has not claimed a chunk).
     #[test]
     fn concurrent_callers_share_a_pool() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
+        let pool = pool(2);
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| {
@@ -470,10 +471,7 @@ mod tests {
 
     #[test]
     fn a_panicking_chunk_reaches_the_caller() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
+        let pool = pool(3);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             pool.install(|| phased(10, |_| 8, |p, i| assert!(!(p == 4 && i == 5)), |_| {}))
         }));
@@ -513,10 +511,7 @@ mod tests {
     #[test]
     fn team_loops_run_every_chunk_once_on_any_pool() {
         for n in [1, 2, 3, 5] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .unwrap();
+            let pool = pool(n);
             for _ in 0..10 {
                 pool.install(team_loops);
             }
@@ -526,10 +521,7 @@ mod tests {
 
     #[test]
     fn concurrent_teams_share_a_pool() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
+        let pool = pool(2);
         std::thread::scope(|s| {
             for _ in 0..6 {
                 s.spawn(|| {
@@ -543,10 +535,7 @@ mod tests {
 
     #[test]
     fn a_panicking_team_chunk_reaches_the_caller() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
+        let pool = pool(3);
         for bad in [0, 5] {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 pool.install(|| {

@@ -63,6 +63,7 @@ pub fn matvec(w: &Tensor, x: &[f32], y: &mut [f32]) {
 struct OutPtr(*mut f32);
 // SAFETY: every worker writes a disjoint set of elements (its own rows).
 unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The pointer (a method, so closures capture the Send + Sync wrapper).
@@ -70,7 +71,6 @@ impl OutPtr {
         self.0
     }
 }
-unsafe impl Sync for OutPtr {}
 
 /// Below this many input elements matmul transposes its inputs on the
 /// calling thread.
@@ -241,7 +241,13 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     if transposed {
         // Kept for the next call, unless large (an all-positions head's
         // outputs: tens of MiB that a prompt's products never need).
-        let keep = |v: Vec<f32>| if v.capacity() <= KEEP_MAX { v } else { Vec::new() };
+        let keep = |v: Vec<f32>| {
+            if v.capacity() <= KEEP_MAX {
+                v
+            } else {
+                Vec::new()
+            }
+        };
         GEMM_BUFS.with(|b| *b.borrow_mut() = (keep(xt), keep(yt)));
     }
 }
