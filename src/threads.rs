@@ -457,12 +457,18 @@ mod tests {
     /// (a caller never waits for a worker that has not claimed a chunk).
     #[test]
     fn concurrent_callers_share_a_pool() {
+        all_at_once(8, 50, run_plan);
+    }
+
+    /// `callers` threads at once, each running `f` `rounds` times on one
+    /// 2-thread pool.
+    fn all_at_once(callers: usize, rounds: usize, f: fn()) {
         let pool = pool(2);
         std::thread::scope(|s| {
-            for _ in 0..8 {
+            for _ in 0..callers {
                 s.spawn(|| {
-                    for _ in 0..50 {
-                        pool.install(run_plan);
+                    for _ in 0..rounds {
+                        pool.install(f);
                     }
                 });
             }
@@ -521,16 +527,7 @@ mod tests {
 
     #[test]
     fn concurrent_teams_share_a_pool() {
-        let pool = pool(2);
-        std::thread::scope(|s| {
-            for _ in 0..6 {
-                s.spawn(|| {
-                    for _ in 0..10 {
-                        pool.install(team_loops);
-                    }
-                });
-            }
-        });
+        all_at_once(6, 10, team_loops);
     }
 
     #[test]
