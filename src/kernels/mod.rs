@@ -45,7 +45,7 @@ pub fn matvec(w: &Tensor, x: &[f32], y: &mut [f32]) {
     };
     if bytes.len() >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 {
         let chunk = (w.rows / (rayon::current_num_threads() * 8)).max(16);
-        let (yp, rows) = (OutPtr(y.as_mut_ptr()), w.rows);
+        let (yp, rows) = (SyncPtr(y.as_mut_ptr()), w.rows);
         crate::threads::par_for(rows.div_ceil(chunk), |ci| {
             let r0 = ci * chunk;
             // SAFETY: chunk ci alone writes rows r0..r0 + len of y.
@@ -58,16 +58,17 @@ pub fn matvec(w: &Tensor, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Shares an output pointer among workers that write disjoint elements.
+/// Shares a raw pointer among workers that touch disjoint elements (their
+/// own rows, channels or chunks); here and in the block math.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every worker writes a disjoint set of elements (its own rows).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
+pub(crate) struct SyncPtr(pub(crate) *mut f32);
+// SAFETY: every user has each worker read and write only its own elements.
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
 
-impl OutPtr {
+impl SyncPtr {
     /// The pointer (a method, so closures capture the Send + Sync wrapper).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -163,7 +164,7 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
             }
         };
         if n_groups > 1 && x.len() >= PAR_TRANSPOSE_MIN && rayon::current_num_threads() > 1 {
-            let xp = OutPtr(xt.as_mut_ptr());
+            let xp = SyncPtr(xt.as_mut_ptr());
             crate::threads::par_for(n_groups, |g| {
                 let (t0, wg) = group(g);
                 // SAFETY: group g alone writes its cols × width run of xt.
@@ -181,12 +182,12 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     } else {
         (Vec::new(), Vec::new())
     };
-    let yp = OutPtr(if transposed {
+    let yp = SyncPtr(if transposed {
         yt.as_mut_ptr()
     } else {
         y.as_mut_ptr()
     });
-    let yout = OutPtr(y.as_mut_ptr());
+    let yout = SyncPtr(y.as_mut_ptr());
     let block_rows = gemm_rows(rows);
     let block = |b: usize, wbuf: &mut Vec<f32>| {
         let (yp, yout) = (yp, yout);
@@ -281,7 +282,7 @@ pub fn matmul_q(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], int8: bool) {
     assert_eq!(y.len(), n * rows);
     let mut qx = vnni::QuantX::default();
     qx.quantize_rows(x, n);
-    let yp = OutPtr(y.as_mut_ptr());
+    let yp = SyncPtr(y.as_mut_ptr());
     // One input: the decode kernel (no repacking); several: the GEMM.
     let body = |r0: usize, r1: usize| {
         let yp = yp;
@@ -321,7 +322,7 @@ fn matmul_few(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) -> bool {
     if !simd::dot_rows_multi(w.dtype, &bytes[..rb], x, n, w.cols, &mut probe) {
         return false;
     }
-    let yp = OutPtr(y.as_mut_ptr());
+    let yp = SyncPtr(y.as_mut_ptr());
     let body = |r0: usize, r1: usize| {
         let yp = yp;
         let mut out = [0.0f32; simd::MULTI_MAX];

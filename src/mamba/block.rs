@@ -15,7 +15,7 @@
 //! [`prompt`] for a block of tokens, where every projection becomes a
 //! matrix-matrix product over the tokens and only the scan runs in time order.
 
-use crate::kernels;
+use crate::kernels::{self, SyncPtr};
 use crate::model::MixerWeights;
 
 /// The mixer's dimensions (copied from the model config).
@@ -171,7 +171,7 @@ fn par_rows(v: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + 
         return f(0, v);
     }
     let per = n.div_ceil(threads * 2);
-    let vp = Shared(v.as_mut_ptr());
+    let vp = SyncPtr(v.as_mut_ptr());
     crate::threads::par_for(n.div_ceil(per), |c| {
         let t0 = c * per;
         let len = per.min(n - t0) * width;
@@ -254,7 +254,7 @@ pub fn forward(
     let y = &mut s.y[..n * di];
     scan(w, d, states, dbl, dt, u, n, y);
     //    then the gate: y ⊙ SiLU(z).
-    let xzp = Shared(xz.as_mut_ptr());
+    let xzp = SyncPtr(xz.as_mut_ptr());
     par_rows(y, di, |t0, rows| {
         for (i, yt) in rows.chunks_exact_mut(di).enumerate() {
             let t = t0 + i;
@@ -275,20 +275,6 @@ pub fn forward(
         d.d_model,
         w.out_proj_bias.as_ref(),
     );
-}
-
-/// Shares raw pointers with worker threads that touch disjoint elements.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: each worker reads and writes only its own channels (or rows).
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// The pointer (a method, so closures capture the Send + Sync wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Below this many state updates the scan runs on the calling thread.
@@ -317,8 +303,8 @@ fn scan(
                t1: usize,
                ch0: usize,
                ch1: usize,
-               ssm: &dyn Fn(usize) -> Shared,
-               yp: Shared| {
+               ssm: &dyn Fn(usize) -> SyncPtr,
+               yp: SyncPtr| {
         for t in t0..t1 {
             let h_all = ssm(t).0;
             let bvec = &dbl[t * nd + r..t * nd + r + ds];
@@ -336,12 +322,12 @@ fn scan(
             kernels::scan_channels(h, &a[cs], bvec, cvec, dtr, ur, &dvec[ch0..ch1], yt);
         }
     };
-    let yp = Shared(y.as_mut_ptr());
+    let yp = SyncPtr(y.as_mut_ptr());
     let parallel = n * di * ds >= PAR_SCAN_MIN && rayon::current_num_threads() > 1;
     if per_row {
-        let hp: Vec<Shared> = states
+        let hp: Vec<SyncPtr> = states
             .iter_mut()
-            .map(|s| Shared(s.1.as_mut_ptr()))
+            .map(|s| SyncPtr(s.1.as_mut_ptr()))
             .collect();
         let state_of = |t: usize| hp[t];
         if parallel {
@@ -350,7 +336,7 @@ fn scan(
             run(0, n, 0, di, &state_of, yp);
         }
     } else {
-        let h = Shared(states[0].1.as_mut_ptr());
+        let h = SyncPtr(states[0].1.as_mut_ptr());
         if parallel {
             let chunk = di.div_ceil(rayon::current_num_threads() * 4).max(16);
             crate::threads::par_for(di.div_ceil(chunk), |c| {

@@ -310,21 +310,23 @@ pub struct ClassifierWeights {
     pub head: Linear,
 }
 
+/// [`Tensor::flush_subnormals`] on a weight and its bias, if any.
+fn flush_pair(weight: &mut Tensor, bias: &mut Option<Tensor>) {
+    weight.flush_subnormals();
+    if let Some(b) = bias {
+        b.flush_subnormals();
+    }
+}
+
 impl Norm {
     fn flush_subnormals(&mut self) {
-        self.weight.flush_subnormals();
-        if let Some(b) = &mut self.bias {
-            b.flush_subnormals();
-        }
+        flush_pair(&mut self.weight, &mut self.bias)
     }
 }
 
 impl Linear {
     fn flush_subnormals(&mut self) {
-        self.weight.flush_subnormals();
-        if let Some(b) = &mut self.bias {
-            b.flush_subnormals();
-        }
+        flush_pair(&mut self.weight, &mut self.bias)
     }
 }
 
