@@ -10,6 +10,7 @@
 pub mod avx2;
 pub mod convert;
 pub mod panels;
+pub mod scan;
 pub mod simd;
 pub mod vnni;
 

@@ -336,15 +336,36 @@ fn scan(
             run(0, n, 0, di, &state_of, yp);
         }
     } else {
+        // One sequence: each range of channels runs the whole block of rows
+        // (kernels::scan::scan_tokens keeps 16 channels' state in registers).
         let h = SyncPtr(states[0].1.as_mut_ptr());
+        let channels = |ch0: usize, ch1: usize| {
+            let cs = ch0 * ds..ch1 * ds;
+            // SAFETY: channels ch0..ch1 of the state and of y's n rows belong
+            // to this call alone; the state holds di·ds values.
+            unsafe {
+                let hs = std::slice::from_raw_parts_mut(h.get().add(cs.start), cs.len());
+                kernels::scan::scan_tokens(
+                    hs,
+                    &a[cs],
+                    &dvec[ch0..ch1],
+                    &dbl[r..],
+                    nd,
+                    &dt[ch0..],
+                    &u[ch0..],
+                    yp.get().add(ch0),
+                    di,
+                    n,
+                );
+            }
+        };
         if parallel {
             let chunk = di.div_ceil(rayon::current_num_threads() * 4).max(16);
             crate::threads::par_for(di.div_ceil(chunk), |c| {
-                let (ch0, ch1) = (c * chunk, ((c + 1) * chunk).min(di));
-                run(0, n, ch0, ch1, &|_| h, yp);
+                channels(c * chunk, ((c + 1) * chunk).min(di))
             });
         } else {
-            run(0, n, 0, di, &|_| h, yp);
+            channels(0, di);
         }
     }
 }
