@@ -142,42 +142,43 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         fit(&mut xt, cols * npad);
         fit(&mut yt, rows * npad);
         // Group g is xt[xg·g·cols..], cols × width; inputs past n (padding)
-        // are zero, since they are multiplied in too.
-        let fill = |g: usize, xg: &mut [f32]| {
+        // are zero, since they are multiplied in too. Tasks fill columns
+        // c0..c1 (rows of the group) of one group: a prompt block is a
+        // single group, so its columns are split over the threads.
+        let threads = rayon::current_num_threads();
+        let parallel = x.len() >= PAR_TRANSPOSE_MIN && threads > 1;
+        let col_parts = if parallel {
+            (threads * 4).div_ceil(n_groups)
+        } else {
+            1
+        };
+        let col_chunk = cols.div_ceil(col_parts).next_multiple_of(16);
+        let col_parts = cols.div_ceil(col_chunk);
+        let xp = SyncPtr(xt.as_mut_ptr());
+        let fill = |task: usize| {
+            let (g, part) = (task / col_parts, task % col_parts);
             let (t0, wg) = group(g);
+            let (c0, c1) = (part * col_chunk, ((part + 1) * col_chunk).min(cols));
             let valid = n.saturating_sub(t0).min(wg);
-            assert!(xg.len() >= cols * wg);
-            // SAFETY: inputs t0..t0 + valid are rows of x; xg holds cols × wg.
+            // SAFETY: inputs t0..t0 + valid are rows of x; this task alone
+            // writes rows c0..c1 (each wg wide) of group g, inside xt's
+            // cols × npad.
             unsafe {
-                simd::transpose(
-                    x[t0 * cols..].as_ptr(),
-                    cols,
-                    valid,
-                    cols,
-                    xg.as_mut_ptr(),
-                    wg,
-                )
-            };
-            if valid < wg {
-                for row in xg.chunks_exact_mut(wg) {
-                    row[valid..].fill(0.0);
+                let dst = xp.get().add(t0 * cols + c0 * wg);
+                simd::transpose(x[t0 * cols + c0..].as_ptr(), cols, valid, c1 - c0, dst, wg);
+                if valid < wg {
+                    for c in 0..c1 - c0 {
+                        std::slice::from_raw_parts_mut(dst.add(c * wg + valid), wg - valid)
+                            .fill(0.0);
+                    }
                 }
             }
         };
-        if n_groups > 1 && x.len() >= PAR_TRANSPOSE_MIN && rayon::current_num_threads() > 1 {
-            let xp = SyncPtr(xt.as_mut_ptr());
-            crate::threads::par_for(n_groups, |g| {
-                let (t0, wg) = group(g);
-                // SAFETY: group g alone writes its cols × width run of xt.
-                fill(g, unsafe {
-                    std::slice::from_raw_parts_mut(xp.get().add(t0 * cols), wg * cols)
-                })
-            });
+        let tasks = n_groups * col_parts;
+        if parallel && tasks > 1 {
+            crate::threads::par_for(tasks, fill);
         } else {
-            xt[..cols * npad]
-                .chunks_mut(xg * cols)
-                .enumerate()
-                .for_each(|(g, xg)| fill(g, xg));
+            (0..tasks).for_each(fill);
         }
         (xt, yt)
     } else {
@@ -265,9 +266,13 @@ thread_local! {
     static WEIGHT_BUF: std::cell::RefCell<Vec<f32>> = Default::default();
 }
 
-/// Resizes `v` to exactly `n` elements without clearing what it holds.
+/// Makes `v` hold at least `n` elements; callers use the first n. Never
+/// shrinks: a buffer that a small product shortened and a big one grew
+/// back would be zero-filled on every call (1% of a prompt's time).
 fn fit(v: &mut Vec<f32>, n: usize) {
-    v.resize(n, 0.0);
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
 }
 
 /// [`matmul`], except that with `int8` set, 8-bit weights (q8_row, Q8_0) on
