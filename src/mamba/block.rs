@@ -46,7 +46,7 @@ pub struct Scratch {
     dt_low: Vec<f32>, // cap × dt_rank
     dt: Vec<f32>,     // cap × d_inner
     y: Vec<f32>,      // cap × d_inner
-    pad: Vec<f32>,    // (cap + d_conv - 1) × d_inner (conv inputs, history first)
+    hist: Vec<f32>,   // (d_conv - 1) × d_inner (the conv window's history, row-major)
     cwt: Vec<f32>,    // d_conv × d_inner (conv weights, tap-major)
 }
 
@@ -60,7 +60,7 @@ impl Scratch {
             dt_low: vec![0.0; cap * d.dt_rank],
             dt: vec![0.0; cap * d.d_inner],
             y: vec![0.0; cap * d.d_inner],
-            pad: vec![0.0; (cap + d.d_conv.max(1) - 1) * d.d_inner],
+            hist: vec![0.0; (d.d_conv.max(1) - 1) * d.d_inner],
             cwt: vec![0.0; d.d_conv * d.d_inner],
         }
     }
@@ -99,33 +99,36 @@ fn conv_seq(
     n: usize,
     di: usize,
     k: usize,
-    pad: &mut [f32],
+    hist: &mut [f32],
     cwt: &mut [f32],
     u: &mut [f32],
 ) {
     let h = k - 1;
-    let pad = &mut pad[..(h + n) * di];
+    let hist = &mut hist[..h * di];
     for ch in 0..di {
         for j in 0..k {
             cwt[j * di + ch] = cw[ch * k + j];
         }
         for j in 0..h {
-            pad[j * di + ch] = st[ch * k + 1 + j];
+            hist[j * di + ch] = st[ch * k + 1 + j];
         }
     }
-    for t in 0..n {
-        pad[(h + t) * di..(h + t + 1) * di].copy_from_slice(&xz[t * 2 * di..t * 2 * di + di]);
-    }
-    let (pad, cwt) = (&*pad, &*cwt);
+    let (hist, cwt) = (&*hist, &*cwt);
+    // Row i of the conv's input sequence: the h history rows, then the
+    // tokens' x halves (read in place from xz).
+    let row = |i: usize| {
+        if i < h {
+            &hist[i * di..(i + 1) * di]
+        } else {
+            &xz[(i - h) * 2 * di..(i - h) * 2 * di + di]
+        }
+    };
     par_rows(&mut u[..n * di], di, |t0, rows| {
         for (i, ut) in rows.chunks_exact_mut(di).enumerate() {
             let t = t0 + i;
             ut.fill(0.0);
             for j in 0..k {
-                let (p, w) = (
-                    &pad[(t + j) * di..(t + j + 1) * di],
-                    &cwt[j * di..(j + 1) * di],
-                );
+                let (p, w) = (row(t + j), &cwt[j * di..(j + 1) * di]);
                 for ((o, &pv), &wv) in ut.iter_mut().zip(p).zip(w) {
                     *o += pv * wv;
                 }
@@ -138,9 +141,9 @@ fn conv_seq(
         }
     });
     // The window after the last token: the last k rows.
-    for ch in 0..di {
-        for j in 0..k {
-            st[ch * k + j] = pad[(n - 1 + j) * di + ch];
+    for j in 0..k {
+        for (ch, &v) in row(n - 1 + j).iter().enumerate() {
+            st[ch * k + j] = v;
         }
     }
 }
@@ -157,14 +160,14 @@ fn add_bias(rows: &mut [f32], width: usize, bias: Option<&crate::model::Tensor>)
 }
 
 /// Below this many elements a row-wise pass runs on the calling thread.
-const PAR_ROWS_MIN: usize = 1 << 16;
+const PAR_ROWS_MIN: usize = 1 << 15;
 
 /// Calls `f(first_row, rows)` on consecutive runs of whole `width`-wide rows
 /// of `v`, split over the pool's threads when `v` is large: a prompt's
 /// element-wise passes (conv, SiLU, softplus, gate), which ran on the
 /// calling thread alone while the others waited. Each row is computed
 /// exactly as in one pass.
-fn par_rows(v: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub(crate) fn par_rows(v: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     let n = v.len() / width;
     let threads = rayon::current_num_threads();
     if v.len() < PAR_ROWS_MIN || threads < 2 || n < 2 {
@@ -225,7 +228,7 @@ pub fn forward(
         }
     } else {
         let st = &mut *states[0].0;
-        conv_seq(st, cw, cb, xz, n, di, k, &mut s.pad, &mut s.cwt, u);
+        conv_seq(st, cw, cb, xz, n, di, k, &mut s.hist, &mut s.cwt, u);
     }
     par_rows(u, di, |_, rows| kernels::silu_slice(rows));
 
@@ -406,8 +409,8 @@ mod tests {
 
             let mut st = st0.clone();
             let mut u = vec![0.0f32; n * di];
-            let (mut pad, mut cwt) = (vec![0.0; (n + k - 1) * di], vec![0.0; k * di]);
-            conv_seq(&mut st, &cw, cb, &xz, n, di, k, &mut pad, &mut cwt, &mut u);
+            let (mut hist, mut cwt) = (vec![0.0; (k - 1) * di], vec![0.0; k * di]);
+            conv_seq(&mut st, &cw, cb, &xz, n, di, k, &mut hist, &mut cwt, &mut u);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&u), bits(&u_ref), "k {k} n {n} di {di}");
             assert_eq!(bits(&st), bits(&st_ref), "state, k {k} n {n} di {di}");

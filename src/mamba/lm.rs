@@ -165,7 +165,10 @@ fn run_layers(
     // Residual blocks: x = x + mixer(rmsnorm(x)).
     for (l, layer) in w.layers.iter().enumerate() {
         let norm = layer.norm.as_f32();
-        kernels::rmsnorm_rows(&mut s.xn[..n * dm], &s.x[..n * dm], norm, c.norm_eps);
+        let x = &s.x[..n * dm];
+        block::par_rows(&mut s.xn[..n * dm], dm, |t0, xn| {
+            kernels::rmsnorm_rows(xn, &x[t0 * dm..t0 * dm + xn.len()], norm, c.norm_eps)
+        });
         let (ck, cs) = (di * c.d_conv, di * c.d_state);
         let xn = &s.xn[..n * dm];
         if let [st] = states {
@@ -186,9 +189,12 @@ fn run_layers(
                 .collect();
             block::forward(&layer.mixer, &d, &mut per, xn, n, &mut s.mixer, &mut s.out);
         }
-        for (xv, ov) in s.x[..n * dm].iter_mut().zip(&s.out[..n * dm]) {
-            *xv += ov;
-        }
+        let out = &s.out[..n * dm];
+        block::par_rows(&mut s.x[..n * dm], dm, |t0, x| {
+            for (xv, ov) in x.iter_mut().zip(&out[t0 * dm..]) {
+                *xv += ov;
+            }
+        });
     }
     // Final norm and lm_head: for every position when asked, else the last.
     let norm_f = w.norm_f.as_f32();
