@@ -204,7 +204,7 @@ fn v1_and_gguf_f32_give_identical_logits() {
     }
 }
 
-/// Prompts longer than one prompt block (64 tokens) run as several blocks,
+/// Prompts longer than one prompt block (`PROMPT_BLOCK` tokens) run as several blocks,
 /// of which only the last computes logits: the logits returned and the
 /// state left are still those of feeding the tokens one at a time, for
 /// lengths that end on a block boundary, one past it, and in between; and
@@ -214,10 +214,11 @@ fn prompts_over_several_blocks_equal_step_mode() {
     let f = fixture_data("C");
     let model = load(&fixture("lm/C.gguf"));
     let v = model.config.padded_vocab;
-    let tokens: Vec<u32> = (0..200u32)
+    let bl = mamba::mamba::lm::PROMPT_BLOCK;
+    let tokens: Vec<u32> = (0..3 * bl as u32)
         .map(|i| (i * 7919 + 3) % f.vocab as u32)
         .collect();
-    for n in [2, 64, 65, 128, 150, 200] {
+    for n in [2, bl / 2 + 1, bl, bl + 1, 2 * bl, 2 * bl + bl / 3, 3 * bl] {
         let mut step = Session::new(model.clone());
         for &t in &tokens[..n] {
             step.forward(t).unwrap();

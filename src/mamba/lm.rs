@@ -10,8 +10,11 @@ use crate::model::{LmConfig, Model};
 /// Most sequences [`forward_few`] advances at once.
 pub const MAX_FEW: usize = step::MAX_SEQS;
 
-/// Prompt tokens processed together as one matrix-matrix block.
-pub const PROMPT_BLOCK: usize = 64;
+/// Prompt tokens processed together as one matrix-matrix block. Each
+/// block streams every weight once: 128 against 64 runs a 128-token f32
+/// prompt 7-10% faster on host 2 (alternating runs), for ~2.5 MB more
+/// scratch in a session that runs prompts (untouched pages otherwise).
+pub const PROMPT_BLOCK: usize = 128;
 
 /// The recurrent state of one sequence, all layers.
 #[derive(Clone)]
