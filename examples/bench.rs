@@ -201,7 +201,7 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
             for (g, b) in bw.iter_mut().zip(bound) {
                 g[threads - 1] = g[threads - 1].max(b);
             }
-            let best_p = best_rate(3, 128, || {
+            let best_p = best_rate(7, 128, || {
                 s.reset();
                 s.forward_tokens(&prompt).unwrap();
             });
