@@ -43,58 +43,60 @@ const EXP2_POLY: [f32; 7] = [
     1.0,
 ];
 
-/// The selective scan of one sequence for channels c < d.len() over n
-/// tokens. Channel c's state is `h[c·ds..(c+1)·ds]` and its A row
-/// `a[c·ds..]` (ds = h.len() / d.len()). Token t reads B at
-/// `bc[t·bc_stride..][..ds]`, C right after it, and dt, u at
-/// `dt[t·stride + c]`, `u[t·stride + c]`; it writes
-/// `y[t·stride + c] = Σ_j h[c, j]·C[j] + d[c]·u[t, c]` after updating h.
+/// A block of n tokens' rows, as the scan reads and writes them for a
+/// range of channels (each slice or pointer starts at the range's first
+/// channel of row 0). Token t reads B at `bc[t·bc_stride..][..ds]` and C
+/// right after it, and channel c's dt and u at `dt[t·stride + c]`,
+/// `u[t·stride + c]`; it writes y at `y + t·stride + c`.
+pub struct TokenRows<'a> {
+    pub n: usize,
+    pub bc: &'a [f32],
+    pub bc_stride: usize,
+    pub dt: &'a [f32],
+    pub u: &'a [f32],
+    pub y: *mut f32,
+    pub stride: usize,
+}
+
+/// The selective scan of one sequence for channels c < d.len() over the
+/// tokens of `rows`. Channel c's state is `h[c·ds..(c+1)·ds]` and its A
+/// row `a[c·ds..]` (ds = h.len() / d.len()); token t sets
+/// `y[t, c] = Σ_j h[c, j]·C[t, j] + d[c]·u[t, c]` after updating h.
 ///
 /// # Safety
-/// `y.add(t·stride + c)` is valid for writes for t < n, c < d.len(), and
-/// nothing else reads or writes those elements during the call.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn scan_tokens(
-    h: &mut [f32],
-    a: &[f32],
-    d: &[f32],
-    bc: &[f32],
-    bc_stride: usize,
-    dt: &[f32],
-    u: &[f32],
-    y: *mut f32,
-    stride: usize,
-    n: usize,
-) {
-    let nc = d.len();
+/// `rows.y.add(t·stride + c)` is valid for writes for t < n, c < d.len(),
+/// and nothing else reads or writes those elements during the call.
+pub unsafe fn scan_tokens(h: &mut [f32], a: &[f32], d: &[f32], rows: &TokenRows<'_>) {
+    let (nc, n, stride) = (d.len(), rows.n, rows.stride);
     if n == 0 || nc == 0 {
         return;
     }
     let ds = h.len() / nc;
     let last = (n - 1) * stride + nc;
     assert!(h.len() == nc * ds && a.len() == nc * ds);
-    assert!(bc.len() >= (n - 1) * bc_stride + 2 * ds);
-    assert!(dt.len() >= last && u.len() >= last);
+    assert!(rows.bc.len() >= (n - 1) * rows.bc_stride + 2 * ds);
+    assert!(rows.dt.len() >= last && rows.u.len() >= last);
     #[cfg(target_arch = "x86_64")]
     {
         if ds == 16 && isa() == Isa::Avx512 {
             // SAFETY: avx512f present (checked in `isa`); lengths checked
             // above, y's rows by the caller.
-            return x86::scan_tokens16(h, a, d, bc, bc_stride, dt, u, y, stride, n);
+            return x86::scan_tokens16(h, a, d, rows);
         }
     }
     for t in 0..n {
-        let (bt, xt) = (t * bc_stride, t * stride);
+        let (bt, xt) = (t * rows.bc_stride, t * stride);
         // SAFETY: the caller gives us y[t·stride..][..nc].
-        let yt = std::slice::from_raw_parts_mut(y.add(xt), nc);
-        let (b, c) = (&bc[bt..bt + ds], &bc[bt + ds..bt + 2 * ds]);
-        scan_channels(h, a, b, c, &dt[xt..xt + nc], &u[xt..xt + nc], d, yt);
+        let yt = std::slice::from_raw_parts_mut(rows.y.add(xt), nc);
+        let (b, c) = (&rows.bc[bt..bt + ds], &rows.bc[bt + ds..bt + 2 * ds]);
+        let (dt, u) = (&rows.dt[xt..xt + nc], &rows.u[xt..xt + nc]);
+        scan_channels(h, a, b, c, dt, u, d, yt);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{EXP2_FLUSH_BELOW, EXP2_POLY};
+    use super::{TokenRows, EXP2_FLUSH_BELOW, EXP2_POLY};
     use std::arch::x86_64::*;
 
     /// 2^x for a vector, 0 where x < [`EXP2_FLUSH_BELOW`] (never a subnormal:
@@ -117,19 +119,16 @@ mod x86 {
     /// # Safety
     /// avx512f, and [`super::scan_tokens`]'s checks and contract.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn scan_tokens16(
-        h: &mut [f32],
-        a: &[f32],
-        d: &[f32],
-        bc: &[f32],
-        bc_stride: usize,
-        dt: &[f32],
-        u: &[f32],
-        y: *mut f32,
-        stride: usize,
-        n: usize,
-    ) {
+    pub unsafe fn scan_tokens16(h: &mut [f32], a: &[f32], d: &[f32], rows: &TokenRows<'_>) {
+        let TokenRows {
+            n,
+            bc,
+            bc_stride,
+            dt,
+            u,
+            y,
+            stride,
+        } = *rows;
         let nc = d.len();
         for g in (0..nc).step_by(16) {
             let w = (nc - g).min(16);
@@ -194,18 +193,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 20001) as f32 / 10000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::simd::tests::data;
 
     /// One case: nc channels, n tokens, B/C rows and dt/u/y rows with
     /// strides wider than they need (as in the block, where they are rows
@@ -252,21 +240,18 @@ mod tests {
             let a = &self.a[c0 * ds..c1 * ds];
             let bcs = 2 * ds + BC_STRIDE_PAD;
             if fast {
+                let rows = TokenRows {
+                    n: self.n,
+                    bc: &self.bc,
+                    bc_stride: bcs,
+                    dt: &self.dt[c0..],
+                    u: &self.u[c0..],
+                    // SAFETY: c0 < nc ≤ y.len().
+                    y: unsafe { y.as_mut_ptr().add(c0) },
+                    stride: xs,
+                };
                 // SAFETY: y holds n rows of xs; only these channels are written.
-                unsafe {
-                    scan_tokens(
-                        hs,
-                        a,
-                        &self.d[c0..c1],
-                        &self.bc,
-                        bcs,
-                        &self.dt[c0..],
-                        &self.u[c0..],
-                        y.as_mut_ptr().add(c0),
-                        xs,
-                        self.n,
-                    )
-                }
+                unsafe { scan_tokens(hs, a, &self.d[c0..c1], &rows) }
             } else {
                 for t in 0..self.n {
                     let (b, c) = (
@@ -350,21 +335,17 @@ mod tests {
                 let mut bc = vec![0.0f32; 2 * ds];
                 bc[ds + j] = 1.0;
                 let mut y = [f32::NAN];
-                // SAFETY: one row of one channel.
-                unsafe {
-                    scan_tokens(
-                        &mut h,
-                        &a,
-                        &[0.0],
-                        &bc,
-                        0,
-                        &[1.0],
-                        &[1.0],
-                        y.as_mut_ptr(),
-                        1,
-                        1,
-                    )
+                let rows = TokenRows {
+                    n: 1,
+                    bc: &bc,
+                    bc_stride: 0,
+                    dt: &[1.0],
+                    u: &[1.0],
+                    y: y.as_mut_ptr(),
+                    stride: 1,
                 };
+                // SAFETY: one row of one channel.
+                unsafe { scan_tokens(&mut h, &a, &[0.0], &rows) };
                 let want = (x as f64).exp();
                 let got = y[0];
                 assert!(got == 0.0 || got.is_normal(), "x {x}: {got} is subnormal");

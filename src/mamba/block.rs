@@ -348,18 +348,16 @@ fn scan(
             // to this call alone; the state holds di·ds values.
             unsafe {
                 let hs = std::slice::from_raw_parts_mut(h.get().add(cs.start), cs.len());
-                kernels::scan::scan_tokens(
-                    hs,
-                    &a[cs],
-                    &dvec[ch0..ch1],
-                    &dbl[r..],
-                    nd,
-                    &dt[ch0..],
-                    &u[ch0..],
-                    yp.get().add(ch0),
-                    di,
+                let rows = kernels::scan::TokenRows {
                     n,
-                );
+                    bc: &dbl[r..],
+                    bc_stride: nd,
+                    dt: &dt[ch0..],
+                    u: &u[ch0..],
+                    y: yp.get().add(ch0),
+                    stride: di,
+                };
+                kernels::scan::scan_tokens(hs, &a[cs], &dvec[ch0..ch1], &rows);
             }
         };
         if parallel {
