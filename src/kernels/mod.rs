@@ -74,6 +74,32 @@ impl SyncPtr {
     }
 }
 
+/// Below this many elements a row-wise pass runs on the calling thread.
+const PAR_ROWS_MIN: usize = 1 << 15;
+
+/// Calls `f(first_row, rows)` on consecutive runs of whole `width`-wide rows
+/// of `v`, split over the pool's threads when `v` is large: a prompt's
+/// element-wise passes (conv, SiLU, softplus, gate, residual add, RMSNorm),
+/// which ran on the calling thread alone while the others waited. Each row
+/// is computed exactly as in one pass.
+pub(crate) fn par_rows(v: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let n = v.len() / width;
+    let threads = rayon::current_num_threads();
+    if v.len() < PAR_ROWS_MIN || threads < 2 || n < 2 {
+        return f(0, v);
+    }
+    let per = n.div_ceil(threads * 2);
+    let vp = SyncPtr(v.as_mut_ptr());
+    crate::threads::par_for(n.div_ceil(per), |c| {
+        let t0 = c * per;
+        let len = per.min(n - t0) * width;
+        // SAFETY: run c alone covers rows t0..t0 + len / width of v.
+        f(t0, unsafe {
+            std::slice::from_raw_parts_mut(vp.get().add(t0 * width), len)
+        })
+    });
+}
+
 /// Below this many input elements matmul transposes its inputs on the
 /// calling thread.
 const PAR_TRANSPOSE_MIN: usize = 1 << 16;

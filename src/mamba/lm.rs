@@ -167,11 +167,12 @@ fn run_layers(
     }
     // Residual blocks: x = x + mixer(rmsnorm(x)).
     for (l, layer) in w.layers.iter().enumerate() {
-        let norm = layer.norm.as_f32();
-        let x = &s.x[..n * dm];
-        block::par_rows(&mut s.xn[..n * dm], dm, |t0, xn| {
-            kernels::rmsnorm_rows(xn, &x[t0 * dm..t0 * dm + xn.len()], norm, c.norm_eps)
-        });
+        norm_rows(
+            &mut s.xn[..n * dm],
+            &s.x[..n * dm],
+            layer.norm.as_f32(),
+            c.norm_eps,
+        );
         let (ck, cs) = (di * c.d_conv, di * c.d_state);
         let xn = &s.xn[..n * dm];
         if let [st] = states {
@@ -193,7 +194,7 @@ fn run_layers(
             block::forward(&layer.mixer, &d, &mut per, xn, n, &mut s.mixer, &mut s.out);
         }
         let out = &s.out[..n * dm];
-        block::par_rows(&mut s.x[..n * dm], dm, |t0, x| {
+        kernels::par_rows(&mut s.x[..n * dm], dm, |t0, x| {
             for (xv, ov) in x.iter_mut().zip(&out[t0 * dm..]) {
                 *xv += ov;
             }
@@ -206,7 +207,7 @@ fn run_layers(
     match logits {
         Logits::Skip => {}
         Logits::All(all) => {
-            kernels::rmsnorm_rows(&mut s.xn[..n * dm], &s.x[..n * dm], norm_f, c.norm_eps);
+            norm_rows(&mut s.xn[..n * dm], &s.x[..n * dm], norm_f, c.norm_eps);
             kernels::matmul_q(head, &s.xn[..n * dm], n, &mut all[..n * v], d.int8);
             s.logits.copy_from_slice(&all[(n - 1) * v..n * v]);
         }
@@ -216,4 +217,13 @@ fn run_layers(
             kernels::matmul_q(head, &s.xn[..dm], 1, &mut s.logits, d.int8);
         }
     }
+}
+
+/// RMSNorm of each row of `x` (rows as wide as `w`) into `out`, runs of
+/// rows in parallel (each row's result does not depend on the split).
+fn norm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    kernels::par_rows(out, d, |t0, rows| {
+        kernels::rmsnorm_rows(rows, &x[t0 * d..t0 * d + rows.len()], w, eps)
+    });
 }
