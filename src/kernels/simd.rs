@@ -1410,7 +1410,18 @@ pub(crate) mod x86 {
             let mut t0 = 0;
             while t0 < npad {
                 let first = t0 == 0 && step > 0;
-                let args = (w, r0, mr, xt, npad, k, t0, yt, scale, pf);
+                let args = Tile {
+                    w,
+                    r0,
+                    mr,
+                    xt,
+                    npad,
+                    k,
+                    t0,
+                    yt,
+                    scale,
+                    pf,
+                };
                 t0 += match (npad - t0, first) {
                     (64.., true) => tile::<4, true>(args),
                     (64.., false) => tile::<4, false>(args),
@@ -1424,25 +1435,39 @@ pub(crate) mod x86 {
         }
     }
 
-    type TileArgs<'a> = (
-        &'a [f32],
-        usize,
-        usize,
-        &'a [f32],
-        usize,
-        usize,
-        usize,
-        *mut f32,
-        f32,
-        (*const i8, usize),
-    );
+    /// One tile's work: rows r0..r0+mr of w (k wide) against the inputs
+    /// t0.. of xt (k × npad) into yt, and the next panel's prefetch (its
+    /// start and bytes per k step).
+    struct Tile<'a> {
+        w: &'a [f32],
+        r0: usize,
+        mr: usize,
+        xt: &'a [f32],
+        npad: usize,
+        k: usize,
+        t0: usize,
+        yt: *mut f32,
+        scale: f32,
+        pf: (*const i8, usize),
+    }
 
     /// 6 rows (clamped to `mr`) × NT·16 inputs; with PF, prefetches the
     /// next panel. Returns the inputs done (NT·16).
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tile<const NT: usize, const PF: bool>(args: TileArgs<'_>) -> usize {
-        let (w, r0, mr, xt, npad, k, t0, yt, scale, pf) = args;
+    unsafe fn tile<const NT: usize, const PF: bool>(args: Tile<'_>) -> usize {
+        let Tile {
+            w,
+            r0,
+            mr,
+            xt,
+            npad,
+            k,
+            t0,
+            yt,
+            scale,
+            pf,
+        } = args;
         let wp: [*const f32; GEMM_R] =
             std::array::from_fn(|i| w.as_ptr().add((r0 + i.min(mr - 1)) * k));
         let xp = xt.as_ptr().add(t0);
