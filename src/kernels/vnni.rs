@@ -77,6 +77,10 @@ pub struct QuantX {
     dl: Vec<f32>,
     /// n × kp/4: 128 · Σ q over each 4-byte lane.
     corr_l: Vec<i32>,
+    /// For 5 ≤ n ≤ 8 (batches; the panel kernel's one-pass tile): the same
+    /// values interleaved by block, 10·n u32 per block b of 32 inputs: the n
+    /// vectors' 32 bytes of q, then their -corr_b, then their d (f32 bits).
+    pub(super) qi: Vec<u32>,
 }
 
 impl QuantX {
@@ -116,6 +120,26 @@ impl QuantX {
                         self.dl.as_mut_ptr().add(t * kp / 4 + 16 * c),
                         self.corr_l.as_mut_ptr().add(t * kp / 4 + 16 * c),
                     )
+                }
+            }
+        }
+        if (5..=8).contains(&n) {
+            let nb = kp / 32;
+            self.qi.resize(10 * n * nb, 0);
+            for t in 0..n {
+                for b in 0..nb {
+                    let at = 10 * n * b;
+                    // SAFETY: block b of vector t lies inside q (n × kp bytes);
+                    // its slot in qi (8 u32 at at + 8t) inside 10·n·nb u32.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            self.q.as_ptr().add(t * kp + 32 * b),
+                            self.qi.as_mut_ptr().add(at + 8 * t) as *mut i8,
+                            32,
+                        );
+                    }
+                    self.qi[at + 8 * n + t] = (-self.corr_b[t * nb + b]) as u32;
+                    self.qi[at + 9 * n + t] = self.d[t * nb + b].to_bits();
                 }
             }
         }
