@@ -387,6 +387,55 @@ pub fn dot_rows_multi_r<const R: usize>(
     false
 }
 
+/// Most columns [`short_rows_multi`] takes (its converted group of rows is
+/// 16 × this many floats on the stack).
+pub const SHORT_K: usize = 256;
+
+/// y[t·ld + r] = scale · W[r] · x[t] for r in `rows` and t < n (2 to
+/// [`MULTI_MAX`]), for a matrix of few columns (k_len ≤ [`SHORT_K`]; in
+/// Mamba, dt_proj: k = dt_rank, 48 to 160). `w` holds the stored rows,
+/// `rb` bytes each. With rows that short, a per-row kernel
+/// ([`dot_rows_multi_r`]) spends most of its time summing each
+/// (row, input) pair's lanes; here 16 rows are converted to f32 once, and
+/// each input's 16 row sums are reduced together ([`x86::sum16`]): a batch
+/// step's dt_proj went from 13–16 to ~40 G multiply-adds/s on one core.
+/// Returns false (nothing written) where it does not apply: no AVX-512,
+/// k_len above SHORT_K, n outside 2..=MULTI_MAX, or Q8_0 and BF8 weights.
+///
+/// # Safety
+/// `y` valid for writes at t·ld + r (t < n, r in `rows`) that no other
+/// thread touches.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn short_rows_multi(
+    dtype: DType,
+    w: &[u8],
+    rb: usize,
+    rows: std::ops::Range<usize>,
+    x: &[f32],
+    n: usize,
+    k_len: usize,
+    scale: f32,
+    y: *mut f32,
+    ld: usize,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa() == Isa::Avx512
+            && (1..=SHORT_K).contains(&k_len)
+            && (2..=MULTI_MAX).contains(&n)
+            && x.len() >= n * k_len
+            && !matches!(dtype, DType::BF8 | DType::Q8_0)
+            && dtype.row_bytes(k_len).is_some_and(|b| b <= rb)
+            && rows.end.checked_mul(rb).is_some_and(|e| e <= w.len())
+        {
+            x86::short_rows16(dtype, w, rb, rows, x, n, k_len, scale, y, ld);
+            return true;
+        }
+    }
+    let _ = (dtype, w, rb, rows, x, n, k_len, scale, y, ld);
+    false
+}
+
 /// y[t·ld + r] = scale · Σ_k w[r·k_len + k] · x[t·k_len + k]: the portable
 /// matrix-matrix block (dot products).
 ///
@@ -1003,6 +1052,122 @@ pub(crate) mod x86 {
             let dv = _mm512_maskz_loadu_ps(m, d.as_ptr().add(g));
             let yv = _mm512_fmadd_ps(dv, uv, sum16(&acc));
             _mm512_mask_storeu_ps(y.as_mut_ptr().add(g), m, yv);
+            g += 16;
+        }
+    }
+
+    /// Converts the k values of a stored row to f32 at `out`, 16 at a time
+    /// inline (a call per row to `convert_row` cost more than the products).
+    /// A partial last chunk goes through `convert_row`.
+    ///
+    /// # Safety
+    /// avx512f; `row` holds a row of k values of `dtype` (not BF8, Q8_0);
+    /// `out` valid for k writes.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn convert16(dtype: crate::model::DType, row: &[u8], k: usize, out: *mut f32) {
+        use crate::model::DType;
+        let full = k / 16;
+        let p = row.as_ptr();
+        match dtype {
+            DType::F32 => {
+                for c in 0..full {
+                    _mm512_storeu_ps(
+                        out.add(16 * c),
+                        _mm512_loadu_ps((p as *const f32).add(16 * c)),
+                    );
+                }
+            }
+            DType::F16 => {
+                for c in 0..full {
+                    let h = _mm256_loadu_si256(p.add(32 * c) as *const _);
+                    _mm512_storeu_ps(out.add(16 * c), _mm512_cvtph_ps(h));
+                }
+            }
+            DType::BF16 => {
+                for c in 0..full {
+                    let h = _mm256_loadu_si256(p.add(32 * c) as *const _);
+                    let v = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h));
+                    _mm512_storeu_ps(out.add(16 * c), _mm512_castsi512_ps(v));
+                }
+            }
+            DType::I8 | DType::Q8Row => {
+                let (p, d) = if dtype == DType::Q8Row {
+                    (p.add(4), super::q8row_scale(row))
+                } else {
+                    (p, 1.0)
+                };
+                let dv = _mm512_set1_ps(d);
+                for c in 0..full {
+                    let b = _mm_loadu_si128(p.add(16 * c) as *const _);
+                    let v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
+                    _mm512_storeu_ps(out.add(16 * c), _mm512_mul_ps(v, dv));
+                }
+            }
+            DType::Q8_0 | DType::BF8 => unreachable!("not a short_rows_multi type"),
+        }
+        if full * 16 < k {
+            let mut tmp = [0.0f32; super::SHORT_K];
+            super::convert_row(dtype, row, &mut tmp[..k]);
+            std::ptr::copy_nonoverlapping(
+                tmp.as_ptr().add(16 * full),
+                out.add(16 * full),
+                k - 16 * full,
+            );
+        }
+    }
+
+    /// [`super::short_rows_multi`]: per group of 16 rows, the rows are
+    /// converted into a zero-padded 16 × SHORT_K block, then each input's
+    /// 16 products run lane-wise over the column chunks (in order) and
+    /// [`sum16`] reduces the 16 rows together.
+    ///
+    /// # Safety
+    /// avx512f; `short_rows_multi`'s checks and contract.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn short_rows16(
+        dtype: crate::model::DType,
+        w: &[u8],
+        rb: usize,
+        rows: std::ops::Range<usize>,
+        x: &[f32],
+        n: usize,
+        k: usize,
+        scale: f32,
+        y: *mut f32,
+        ld: usize,
+    ) {
+        let kc = k.div_ceil(16);
+        let last = tail_mask(k - 16 * (kc - 1));
+        // Columns past k stay 0 (written once here, never by convert_row).
+        let mut buf = [0.0f32; 16 * super::SHORT_K];
+        // A constant row stride: the 16 rows' loads are one base register
+        // plus constant offsets (with kc·16 the compiler kept 16 pointers,
+        // spilled).
+        let row_at = |r: usize| r * super::SHORT_K;
+        let sv = _mm512_set1_ps(scale);
+        let mut g = rows.start;
+        while g < rows.end {
+            let gr = (rows.end - g).min(16);
+            for r in 0..gr {
+                let row = &w[(g + r) * rb..(g + r + 1) * rb];
+                convert16(dtype, row, k, buf.as_mut_ptr().add(row_at(r)));
+            }
+            let bp = buf.as_ptr();
+            for t in 0..n {
+                let xt = x.as_ptr().add(t * k);
+                let mut acc = [_mm512_setzero_ps(); 16];
+                for c in 0..kc {
+                    let m = if c + 1 == kc { last } else { 0xffff };
+                    let xv = _mm512_maskz_loadu_ps(m, xt.add(16 * c));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(_mm512_loadu_ps(bp.add(row_at(r) + 16 * c)), xv, *a);
+                    }
+                }
+                let out = _mm512_mul_ps(sum16(&acc), sv);
+                _mm512_mask_storeu_ps(y.add(t * ld + g), tail_mask(gr), out);
+            }
             g += 16;
         }
     }
@@ -1819,6 +1984,143 @@ pub(crate) mod tests {
         }
         assert!(es < 2e-6, "silu max rel err {es}");
         assert!(ep < 2e-6, "softplus max rel err {ep}");
+    }
+
+    /// The short-row batch kernel against one dot per (row, input): every
+    /// type it takes, k with and without a partial last chunk, row ranges
+    /// starting and ending inside a group of 16, and the rows it must not
+    /// touch left alone.
+    #[test]
+    fn short_rows_match_single_dots() {
+        use half::{bf16, f16};
+        if isa() != Isa::Avx512 {
+            // Nothing to compare: it declines without AVX-512 (checked).
+            let mut y = [0.0f32; 16];
+            // SAFETY: y holds 2 × 8 outputs.
+            let took = unsafe {
+                short_rows_multi(
+                    DType::F32,
+                    &[0; 256],
+                    32,
+                    0..8,
+                    &[0.0; 16],
+                    2,
+                    8,
+                    1.0,
+                    y.as_mut_ptr(),
+                    8,
+                )
+            };
+            assert!(!took);
+            return;
+        }
+        for k in [5, 16, 48, 100, 160, SHORT_K] {
+            let rows = 37;
+            let w = data(rows * k, 21 + k as u32);
+            let enc = |dt: DType, r: &[f32]| -> Vec<u8> {
+                match dt {
+                    DType::F32 => r.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    DType::F16 => r
+                        .iter()
+                        .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                        .collect(),
+                    DType::BF16 => r
+                        .iter()
+                        .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+                        .collect(),
+                    DType::I8 => r.iter().map(|v| ((v * 254.0) as i8) as u8).collect(),
+                    _ => {
+                        let mut b = 0.25f32.to_le_bytes().to_vec();
+                        b.extend(r.iter().map(|v| ((v * 254.0) as i8) as u8));
+                        b
+                    }
+                }
+            };
+            for dt in [DType::F32, DType::F16, DType::BF16, DType::I8, DType::Q8Row] {
+                // Rows `rb` bytes apart, a few bytes of padding after each.
+                let rb = dt.row_bytes(k).unwrap() + 4;
+                let mut bytes = vec![0u8; rows * rb];
+                for r in 0..rows {
+                    let e = enc(dt, &w[r * k..(r + 1) * k]);
+                    bytes[r * rb..r * rb + e.len()].copy_from_slice(&e);
+                }
+                for n in [2, 5, 8] {
+                    let x = data(n * k, 40 + n as u32);
+                    let (ld, range) = (rows + 2, 3..rows - 1);
+                    let mut y = vec![f32::NAN; n * ld];
+                    // SAFETY: t·ld + r < n·ld for t < n, r < rows.
+                    let took = unsafe {
+                        short_rows_multi(
+                            dt,
+                            &bytes,
+                            rb,
+                            range.clone(),
+                            &x,
+                            n,
+                            k,
+                            0.5,
+                            y.as_mut_ptr(),
+                            ld,
+                        )
+                    };
+                    assert!(took, "{dt:?} k {k}");
+                    for t in 0..n {
+                        for r in 0..ld {
+                            let got = y[t * ld + r];
+                            if !range.contains(&r) {
+                                assert!(got.is_nan(), "{dt:?} k {k} wrote row {r}");
+                                continue;
+                            }
+                            // Against f64 sums of the stored values: within
+                            // f32 rounding of the terms' magnitudes.
+                            let mut wr = vec![0.0f32; k];
+                            convert_row(dt, &bytes[r * rb..(r + 1) * rb], &mut wr);
+                            let xt = &x[t * k..(t + 1) * k];
+                            let want: f64 = 0.5
+                                * wr.iter()
+                                    .zip(xt)
+                                    .map(|(a, b)| *a as f64 * *b as f64)
+                                    .sum::<f64>();
+                            let mag: f64 = wr
+                                .iter()
+                                .zip(xt)
+                                .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                                .sum();
+                            assert!(
+                                (got as f64 - want).abs() <= 1e-6 * mag + 1e-30,
+                                "{dt:?} k {k} n {n} t {t} row {r}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Out of its range: declines, writes nothing.
+        let mut y = [f32::NAN; 16];
+        for (k, n, dt) in [
+            (SHORT_K + 1, 2, DType::F32),
+            (8, 1, DType::F32),
+            (32, 2, DType::Q8_0),
+        ] {
+            let bytes = vec![0u8; 8 * dt.row_bytes(k).unwrap()];
+            let x = vec![0.0; n * k];
+            // SAFETY: nothing is written when it declines.
+            let took = unsafe {
+                short_rows_multi(
+                    dt,
+                    &bytes,
+                    dt.row_bytes(k).unwrap(),
+                    0..1,
+                    &x,
+                    n,
+                    k,
+                    1.0,
+                    y.as_mut_ptr(),
+                    1,
+                )
+            };
+            assert!(!took && y.iter().all(|v| v.is_nan()));
+        }
     }
 
     #[test]

@@ -145,6 +145,13 @@ unsafe fn rows_dot(
     let bytes = w.bytes();
     let mut out = [0.0f32; MAX_SEQS];
     let mut rows = rows;
+    if n > 1 && qx.is_none() && w.panels.is_none() {
+        // Short rows (dt_proj): 16 rows converted once, their sums reduced
+        // together.
+        if simd::short_rows_multi(w.dtype, bytes, rb, rows.clone(), x, n, k, w.scale, y, ld) {
+            return;
+        }
+    }
     if n > 1 && qx.is_none() {
         // Three rows per pass, then two, where a kernel exists: each input
         // vector is loaded once for all of them.
