@@ -15,9 +15,10 @@
 //!   degree-6 Taylor polynomial of e^(r·ln2), and the result is 2^n·p(r).
 //!   Below 2^[`EXP2_FLUSH_BELOW`] (= e^[`super::EXP_FLUSH_BELOW`]) it is 0,
 //!   as everywhere in the model math. Relative error against f64 ≤ 2e-7 +
-//!   1e-7·|dt·A|, the second term from rounding the argument (as decode's
-//!   rounding of dt·A does, at half that): the absolute error of a decay,
-//!   e^x·(2e-7 + 1e-7·|x|), stays below 2.4e-7 (tested below).
+//!   1e-7·|dt·A|, the second term from rounding the argument: the absolute
+//!   error of a decay, e^x·(2e-7 + 1e-7·|x|), stays below 2.4e-7 (tested
+//!   below). Decode's AVX-512 scan ([`super::scan_channels`]) uses the same
+//!   2^x, on the argument (dt·log2 e)·A.
 //!
 //! Each channel's arithmetic is the same whatever lane it sits in, so any
 //! split of the channels over threads gives the same bits. The order of the
@@ -95,6 +96,9 @@ pub unsafe fn scan_tokens(h: &mut [f32], a: &[f32], d: &[f32], rows: &TokenRows<
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) use x86::exp2_ps;
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{TokenRows, EXP2_FLUSH_BELOW, EXP2_POLY};
     use std::arch::x86_64::*;
@@ -103,7 +107,7 @@ mod x86 {
     /// at n = -126 the kept r is above 0.05, so p(r) > 1).
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn exp2_ps(x: __m512) -> __m512 {
+    pub unsafe fn exp2_ps(x: __m512) -> __m512 {
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
         let r = _mm512_sub_ps(x, n);
         let mut p = _mm512_set1_ps(EXP2_POLY[0]);

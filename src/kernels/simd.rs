@@ -1003,7 +1003,11 @@ pub(crate) mod x86 {
     }
 
     /// `scan_channels` for d_state 16: one vector per channel, 16 channels'
-    /// sums reduced together by [`sum16`].
+    /// sums reduced together by [`sum16`]. The decay is the prompt scan's
+    /// 2^x ([`crate::kernels::scan`], which states its error) on
+    /// x = (dt·log2 e)·A, and the input term (dt·u)·B as there: 4 fewer
+    /// vector operations per channel than exp(dt·A) with its clamps and
+    /// (dt·B)·u (7.4–8.9 → 7.3–7.8 ns per channel on one core).
     ///
     /// # Safety
     /// avx512f; `h`, `a` hold 16·dt.len() values, `b`, `c` 16, and `u`, `d`,
@@ -1027,11 +1031,21 @@ pub(crate) mod x86 {
         let mut g = 0;
         while g < n {
             let m = tail_mask(n - g);
+            // Per channel of the group, computed 16 at a time and read back
+            // one by one: dt·log2 e (the decay is 2^(dt·log2 e·A), as in the
+            // prompt scan) and dt·u (the input term is (dt·u)·B, as there).
+            let dtv = _mm512_maskz_loadu_ps(m, dt.as_ptr().add(g));
+            let uv = _mm512_maskz_loadu_ps(m, u.as_ptr().add(g));
+            let mut dt2 = [0.0f32; 16];
+            let mut dtu = [0.0f32; 16];
+            _mm512_storeu_ps(
+                dt2.as_mut_ptr(),
+                _mm512_mul_ps(dtv, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+            );
+            _mm512_storeu_ps(dtu.as_mut_ptr(), _mm512_mul_ps(dtv, uv));
             let mut acc = [_mm512_setzero_ps(); 16];
             for (j, s) in acc.iter_mut().enumerate().take(n - g) {
                 let ch = g + j;
-                let dtv = _mm512_set1_ps(*dt.get_unchecked(ch));
-                let uv = _mm512_set1_ps(*u.get_unchecked(ch));
                 let hq = hp.add(ch * 16);
                 // The states stream from memory (8 sequences' states do
                 // not stay cached under the weights): 4 KiB ahead, inside
@@ -1039,16 +1053,16 @@ pub(crate) mod x86 {
                 if ch + SCAN_PF_CH < n {
                     _mm_prefetch::<_MM_HINT_T0>(hq.add(SCAN_PF_CH * 16) as *const i8);
                 }
-                let da = exp_ps(_mm512_mul_ps(dtv, _mm512_loadu_ps(ap.add(ch * 16))));
+                let x = _mm512_mul_ps(_mm512_set1_ps(dt2[j]), _mm512_loadu_ps(ap.add(ch * 16)));
+                let da = crate::kernels::scan::exp2_ps(x);
                 let hn = _mm512_fmadd_ps(
                     da,
                     _mm512_loadu_ps(hq),
-                    _mm512_mul_ps(_mm512_mul_ps(dtv, bv), uv),
+                    _mm512_mul_ps(_mm512_set1_ps(dtu[j]), bv),
                 );
                 _mm512_storeu_ps(hq, hn);
                 *s = _mm512_mul_ps(hn, cv);
             }
-            let uv = _mm512_maskz_loadu_ps(m, u.as_ptr().add(g));
             let dv = _mm512_maskz_loadu_ps(m, d.as_ptr().add(g));
             let yv = _mm512_fmadd_ps(dv, uv, sum16(&acc));
             _mm512_mask_storeu_ps(y.as_mut_ptr().add(g), m, yv);
