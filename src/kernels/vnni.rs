@@ -92,9 +92,22 @@ impl QuantX {
     /// Quantizes `n` vectors, x being n × k row-major. Requires [`has_vnni`].
     /// Allocates only when the buffers must grow.
     pub fn quantize_rows(&mut self, x: &[f32], n: usize) {
-        assert!(has_vnni(), "QuantX needs AVX-512 VNNI");
         assert!(n >= 1 && x.len().is_multiple_of(n));
         let k = x.len() / n;
+        let parts = self.prepare(n, k);
+        for t in 0..n {
+            // SAFETY: x holds n rows of k; this thread alone writes.
+            unsafe { parts.quantize(t, 0, &x[t * k..(t + 1) * k]) };
+        }
+    }
+
+    /// Sizes this value for `n` vectors of `k` inputs (allocating only when
+    /// the buffers must grow) and returns the raw views through which
+    /// threads fill it, each its own vectors and column ranges
+    /// ([`QuantParts::quantize`]). Requires [`has_vnni`].
+    pub fn prepare(&mut self, n: usize, k: usize) -> QuantParts {
+        assert!(has_vnni(), "QuantX needs AVX-512 VNNI");
+        assert!(n >= 1);
         let kp = k.div_ceil(64) * 64;
         self.n = n;
         self.k = k;
@@ -104,45 +117,102 @@ impl QuantX {
         self.corr_b.resize(n * kp / 32, 0);
         self.dl.resize(n * kp / 4, 0.0);
         self.corr_l.resize(n * kp / 4, 0);
+        let interleave = (5..=8).contains(&n);
+        if interleave {
+            self.qi.resize(10 * n * kp / 32, 0);
+        }
+        QuantParts {
+            n,
+            k,
+            kp,
+            q: self.q.as_mut_ptr(),
+            d: self.d.as_mut_ptr(),
+            corr_b: self.corr_b.as_mut_ptr(),
+            dl: self.dl.as_mut_ptr(),
+            corr_l: self.corr_l.as_mut_ptr(),
+            qi: if interleave {
+                self.qi.as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            },
+        }
+    }
+}
+
+/// Raw views of a [`QuantX`]'s buffers, from [`QuantX::prepare`]: valid
+/// until that QuantX is next prepared, quantized or dropped. Each call of
+/// [`QuantParts::quantize`] writes only what belongs to its vector and its
+/// 64-column chunks, so threads can fill disjoint parts at once (decode
+/// quantizes each chunk of the scan's output on the thread that made it).
+#[derive(Clone, Copy)]
+pub struct QuantParts {
+    n: usize,
+    k: usize,
+    kp: usize,
+    q: *mut i8,
+    d: *mut f32,
+    corr_b: *mut i32,
+    dl: *mut f32,
+    corr_l: *mut i32,
+    /// Null unless 5 ≤ n ≤ 8 (no interleaved copy otherwise).
+    qi: *mut u32,
+}
+// SAFETY: plain pointers into buffers that outlive their use (the contract
+// of `prepare`); concurrent writers touch disjoint elements.
+unsafe impl Send for QuantParts {}
+unsafe impl Sync for QuantParts {}
+
+impl QuantParts {
+    /// Quantizes columns start..start + x.len() of vector t, whose
+    /// inputs there are `x`: the same values [`QuantX::quantize_rows`]
+    /// gives them.
+    ///
+    /// # Safety
+    /// The QuantX these views came from is alive and not prepared,
+    /// quantized or read since; no other thread writes vector t's chunks
+    /// in that range at the same time. Panics unless t < n and the range
+    /// starts on a multiple of 64 and ends on one or at k.
+    pub unsafe fn quantize(&self, t: usize, start: usize, x: &[f32]) {
+        let cols = start..start + x.len();
+        assert!(t < self.n && cols.end <= self.k);
+        assert!(
+            cols.start.is_multiple_of(64) && (cols.end.is_multiple_of(64) || cols.end == self.k)
+        );
+        let (n, k, kp) = (self.n, self.k, self.kp);
+        let nb = kp / 32;
         #[cfg(target_arch = "x86_64")]
-        for t in 0..n {
-            for c in 0..kp / 64 {
-                let len = k.saturating_sub(c * 64).min(64);
-                // SAFETY: has_vnni (asserted); the pointers address chunk c
-                // of vector t in buffers sized above; len inputs remain in x.
-                unsafe {
-                    x86::quantize64(
-                        x.as_ptr().add(t * k + c * 64),
-                        len,
-                        self.q.as_mut_ptr().add(t * kp + c * 64),
-                        self.d.as_mut_ptr().add(t * kp / 32 + 2 * c),
-                        self.corr_b.as_mut_ptr().add(t * kp / 32 + 2 * c),
-                        self.dl.as_mut_ptr().add(t * kp / 4 + 16 * c),
-                        self.corr_l.as_mut_ptr().add(t * kp / 4 + 16 * c),
-                    )
+        for c in cols.start / 64..cols.end.div_ceil(64) {
+            let len = k.saturating_sub(c * 64).min(64);
+            // SAFETY: has_vnni (checked by prepare); the pointers address
+            // chunk c of vector t in buffers sized by prepare; len inputs
+            // remain in x from column 64c (the range's chunks).
+            x86::quantize64(
+                x.as_ptr().add(c * 64 - start),
+                len,
+                self.q.add(t * kp + c * 64),
+                self.d.add(t * nb + 2 * c),
+                self.corr_b.add(t * nb + 2 * c),
+                self.dl.add(t * kp / 4 + 16 * c),
+                self.corr_l.add(t * kp / 4 + 16 * c),
+            );
+            if !self.qi.is_null() {
+                // Blocks 2c, 2c + 1 of vector t in the interleaved copy:
+                // 32 bytes at u32 [10·n·b + 8t], -corr_b at [.. + 8n + t],
+                // d at [.. + 9n + t].
+                for b in 2 * c..2 * c + 2 {
+                    let at = self.qi.add(10 * n * b);
+                    std::ptr::copy_nonoverlapping(
+                        self.q.add(t * kp + 32 * b),
+                        at.add(8 * t) as *mut i8,
+                        32,
+                    );
+                    *at.add(8 * n + t) = (-*self.corr_b.add(t * nb + b)) as u32;
+                    *at.add(9 * n + t) = (*self.d.add(t * nb + b)).to_bits();
                 }
             }
         }
-        if (5..=8).contains(&n) {
-            let nb = kp / 32;
-            self.qi.resize(10 * n * nb, 0);
-            for t in 0..n {
-                for b in 0..nb {
-                    let at = 10 * n * b;
-                    // SAFETY: block b of vector t lies inside q (n × kp bytes);
-                    // its slot in qi (8 u32 at at + 8t) inside 10·n·nb u32.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            self.q.as_ptr().add(t * kp + 32 * b),
-                            self.qi.as_mut_ptr().add(at + 8 * t) as *mut i8,
-                            32,
-                        );
-                    }
-                    self.qi[at + 8 * n + t] = (-self.corr_b[t * nb + b]) as u32;
-                    self.qi[at + 9 * n + t] = self.d[t * nb + b].to_bits();
-                }
-            }
-        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (n, k, kp, nb, t, x, cols);
     }
 }
 
@@ -739,6 +809,43 @@ pub(crate) mod tests {
                 mag * ((rnd() % 2001) as f32 / 1000.0 - 1.0)
             })
             .collect()
+    }
+
+    /// Filling a QuantX by parts (vectors and 64-column ranges in any
+    /// order, as decode's scan chunks do) leaves every buffer as
+    /// quantize_rows does, the interleaved copy included.
+    #[test]
+    fn quantizing_by_parts_matches_quantize_rows() {
+        if !has_vnni() {
+            return; // QuantX needs VNNI
+        }
+        let mut rnd = rng(9);
+        for (n, k) in [(1, 100), (3, 1536), (5, 144), (8, 768), (8, 1000)] {
+            let x = inputs(n, k, &mut rnd);
+            let mut whole = QuantX::default();
+            whole.quantize_rows(&x, n);
+            // A stale, differently sized value, reused.
+            let mut parts = QuantX::default();
+            parts.quantize_rows(&inputs(2, 64, &mut rnd), 2);
+            let views = parts.prepare(n, k);
+            let cuts = [0, 64.min(k), (k / 2).div_ceil(64) * 64, k];
+            for t in (0..n).rev() {
+                for w in cuts.windows(2).rev() {
+                    let (a, b) = (w[0].min(k), w[1].min(k));
+                    // SAFETY: one thread; parts alive and not used meanwhile.
+                    unsafe { views.quantize(t, a, &x[t * k + a..t * k + b]) };
+                }
+            }
+            assert_eq!((parts.n, parts.k, parts.kp), (whole.n, whole.k, whole.kp));
+            assert_eq!(parts.q, whole.q, "n {n} k {k}");
+            assert_eq!(parts.d, whole.d);
+            assert_eq!(parts.corr_b, whole.corr_b);
+            assert_eq!(parts.dl, whole.dl);
+            assert_eq!(parts.corr_l, whole.corr_l);
+            if (5..=8).contains(&n) {
+                assert_eq!(parts.qi, whole.qi);
+            }
+        }
     }
 
     #[test]

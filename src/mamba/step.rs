@@ -25,7 +25,7 @@
 //! once, used for every sequence).
 
 use super::lm::LmState;
-use crate::kernels::{self, simd, vnni::QuantX};
+use crate::kernels::{self, simd, vnni::QuantParts, vnni::QuantX};
 use crate::model::{Model, Tensor};
 
 /// Most sequences one step advances together.
@@ -77,6 +77,8 @@ struct Ptrs {
     y: *mut f32,
     out: *mut f32,
     qx: *mut QuantX,
+    /// qx's views while the scan phase fills it for out_proj.
+    qparts: *mut Option<QuantParts>,
     conv: [*mut f32; MAX_SEQS],
     ssm: [*mut f32; MAX_SEQS],
     logits: *mut f32,
@@ -102,8 +104,8 @@ enum Phase {
     Head,
 }
 
-/// Chunk boundaries: `n` items in pieces of `size` (a multiple of 16, so
-/// vector kernels see the same lanes as on a whole row).
+/// Chunk boundaries: `n` items in pieces of `size` (a multiple of `unit`,
+/// at least 16, so vector kernels see the same lanes as on a whole row).
 #[derive(Clone, Copy)]
 struct Split {
     n: usize,
@@ -112,7 +114,10 @@ struct Split {
 
 impl Split {
     fn new(n: usize, pieces: usize) -> Split {
-        let size = n.div_ceil(pieces.max(1)).div_ceil(16).max(1) * 16;
+        Split::aligned(n, pieces, 16)
+    }
+    fn aligned(n: usize, pieces: usize, unit: usize) -> Split {
+        let size = n.div_ceil(pieces.max(1)).div_ceil(unit).max(1) * unit;
         Split { n, size }
     }
     fn count(self) -> usize {
@@ -255,7 +260,9 @@ pub fn step<'a>(
     // per thread on this machine: 2 for one sequence, 1 for batches (whose
     // pieces take longer, each thread one long run: 2-12% faster).
     let per = if n > 1 { 1 } else { 2 };
-    let ch = Split::new(di, per * threads);
+    // Channel chunks start on multiples of 64: each quantizes its part of
+    // the scan's output for out_proj in whole 64-input chunks.
+    let ch = Split::aligned(di, per * threads, 64);
     let xp = Split::new(nd, 2 * threads);
     let outs = Split::new(dm, per * threads);
     let head = Split::new(pv, 4 * threads);
@@ -294,6 +301,7 @@ pub fn step<'a>(
         vnni && !matches!(phase(p), Phase::XProj(_) | Phase::Scan(_))
             && kernels::vnni::gemm_dtype(weight(p).dtype)
     };
+    let mut qparts: Option<QuantParts> = None;
     let ptr = Ptrs {
         x: b.x.as_mut_ptr(),
         xn: b.xn.as_mut_ptr(),
@@ -305,6 +313,7 @@ pub fn step<'a>(
         y: b.y.as_mut_ptr(),
         out: b.out.as_mut_ptr(),
         qx: &mut b.qx,
+        qparts: &mut qparts,
         conv,
         ssm,
         logits: logits.as_mut_ptr(),
@@ -443,6 +452,14 @@ pub fn step<'a>(
                     for (yv, zv) in y.iter_mut().zip(z) {
                         *yv *= zv;
                     }
+                    // out_proj's int8 input, quantized here while y is in
+                    // this core's cache, instead of by the caller alone
+                    // between the phases.
+                    // SAFETY: set by `between` before this phase; only this
+                    // chunk writes sequence t's chunks of these channels.
+                    if let Some(parts) = unsafe { *ptr.qparts } {
+                        unsafe { parts.quantize(t, rg.start, y) };
+                    }
                 }
             }
             Phase::Out(l) => {
@@ -500,13 +517,17 @@ pub fn step<'a>(
             let x = &*slice(ptr.x, 0, n * dm);
             kernels::rmsnorm_rows(slice(ptr.xn, 0, n * dm), x, norm, c.norm_eps);
         }
-        if use_q(p) {
-            let input = match phase(p) {
-                Phase::InConv(_) | Phase::Head => &*slice(ptr.xn, 0, n * dm),
-                Phase::XProj(_) => &*slice(ptr.u, 0, n * di),
-                Phase::Scan(_) => &*slice(ptr.dt_low, 0, n * r),
-                Phase::Out(_) => &*slice(ptr.y, 0, n * di),
+        // The scan phase quantizes out_proj's input as it makes it.
+        // SAFETY: no chunk runs between phases; qx and qparts are ours here.
+        unsafe {
+            *ptr.qparts = match phase(p) {
+                Phase::Scan(_) if use_q(p + 1) => Some((*ptr.qx).prepare(n, di)),
+                _ => None,
             };
+        }
+        // x_proj and dt_proj take exact inputs (use_q is false for them).
+        if use_q(p) && matches!(phase(p), Phase::InConv(_) | Phase::Head) {
+            let input = &*slice(ptr.xn, 0, n * dm);
             // SAFETY: no chunk runs between phases; qx is ours alone here.
             unsafe { (*ptr.qx).quantize_rows(input, n) };
         }
