@@ -18,11 +18,14 @@
 //!   (caller)  xn = rmsnorm(x);   phase H: logits[v] = head[v] · xn
 //! ```
 //!
-//! With one sequence every element is computed by the same kernel call as the
-//! one-product-at-a-time path, so the logits are bit-identical to
-//! [`super::block::forward`] with one token, for any thread count. With
-//! several, each weight row goes through [`simd::dot_rows_multi`] (converted
-//! once, used for every sequence).
+//! With one sequence every element is computed by the same kernel call
+//! whatever the split, so the logits are bit-identical for any thread count
+//! (tested). [`super::block::forward`] (prompts) orders the scan's sums
+//! differently (its states stay in registers over a block of tokens): the
+//! two agree within f32 rounding (the prompt-vs-step parity tests). With
+//! several sequences, each weight row is converted once and used for every
+//! sequence ([`simd::dot_rows_multi_r`], [`simd::short_rows_multi`], or the
+//! int8 panel kernel).
 
 use super::lm::LmState;
 use crate::kernels::{self, simd, vnni::QuantParts, vnni::QuantX};
