@@ -383,7 +383,7 @@ mod x86 {
             let mut iacc: [__m512i; NT] =
                 std::array::from_fn(|t| _mm512_set1_epi32(*xb.add(8 * NT + t) as i32));
             for s in 0..8 {
-                _mm_prefetch::<_MM_HINT_T0>(pf.add(64 * s) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(64 * s) as *const i8);
                 let wv = _mm512_load_si512(w.add(64 * s) as *const _);
                 for (t, ia) in iacc.iter_mut().enumerate() {
                     let xv = _mm512_set1_epi32(*xb.add(8 * t + s) as i32);

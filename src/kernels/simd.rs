@@ -397,8 +397,9 @@ pub const SHORT_K: usize = 256;
 /// `rb` bytes each. With rows that short, a per-row kernel
 /// ([`dot_rows_multi_r`]) spends most of its time summing each
 /// (row, input) pair's lanes; here 16 rows are converted to f32 once, and
-/// each input's 16 row sums are reduced together ([`x86::sum16`]): a batch
-/// step's dt_proj went from 13–16 to ~40 G multiply-adds/s on one core.
+/// each input's 16 row sums are reduced together ([`x86::sum16`]): in a
+/// batch-8 step of the 130m shape (int8), dt_proj's thread time went from
+/// 1.27–1.40 to 1.06 ms.
 /// Returns false (nothing written) where it does not apply: no AVX-512,
 /// k_len above SHORT_K, n outside 2..=MULTI_MAX, or Q8_0 and BF8 weights.
 ///
