@@ -352,6 +352,30 @@ mod x86 {
         }
     }
 
+    /// Group g's rows (16 from g·GROUP) that lie inside `rows`, as a lane mask.
+    #[inline]
+    fn group_mask(g: usize, rows: &std::ops::Range<usize>) -> __mmask16 {
+        let first = g * GROUP;
+        let lo = rows.start.saturating_sub(first).min(GROUP);
+        let hi = rows.end.saturating_sub(first).min(GROUP);
+        (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
+    }
+
+    /// The factor of a group's finished sums: the matrix scale, times each
+    /// row's scale for q8_row (the f32s at the group's head).
+    ///
+    /// # Safety
+    /// `head` is the start of a q8_row group (64-byte aligned) unless Q80.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn row_scales<const Q80: bool>(head: *const u8, scale: f32) -> __m512 {
+        if Q80 {
+            _mm512_set1_ps(scale)
+        } else {
+            _mm512_mul_ps(_mm512_load_ps(head as *const f32), _mm512_set1_ps(scale))
+        }
+    }
+
     /// 5 to 8 sequences (NT), one group, every input block in one pass:
     /// per block, NT `vpdpbusd` chains of 8 (one per sequence) into integer
     /// sums, then one f32 scale each, as [`tile`] computes them (the same
@@ -369,9 +393,7 @@ mod x86 {
         debug_assert!(x.qi.len() >= 10 * NT * p.nb);
         let base = p.arena.as_ptr().add(p.at + a.g0 * p.group_lines * 64);
         let first = a.g0 * GROUP;
-        let lo = a.rows.start.saturating_sub(first).min(GROUP);
-        let hi = a.rows.end.saturating_sub(first).min(GROUP);
-        let mask = (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16;
+        let mask = group_mask(a.g0, &a.rows);
         let mut facc = [_mm512_setzero_ps(); NT];
         // As in `tile`: 8 KiB ahead into L1.
         let mut pf = base.wrapping_add(PF_DIST + p.sc_lines * 64);
@@ -404,11 +426,7 @@ mod x86 {
             w = w.add(512);
             pf = pf.wrapping_add(512);
         }
-        let rs = if Q80 {
-            _mm512_set1_ps(a.scale)
-        } else {
-            _mm512_mul_ps(_mm512_load_ps(base as *const f32), _mm512_set1_ps(a.scale))
-        };
+        let rs = row_scales::<Q80>(base, a.scale);
         for (t, f) in facc.iter().enumerate() {
             _mm512_mask_storeu_ps(a.y.add(t * a.ld + first), mask, _mm512_mul_ps(*f, rs));
         }
@@ -432,12 +450,7 @@ mod x86 {
             std::array::from_fn(|g| p.arena.as_ptr().add(p.at + (a.g0 + g) * p.group_lines * 64));
         let wts: [*const u8; RG] = std::array::from_fn(|g| base[g].add(p.sc_lines * 64));
         // The group's rows inside the range.
-        let masks: [__mmask16; RG] = std::array::from_fn(|g| {
-            let first = (a.g0 + g) * GROUP;
-            let lo = a.rows.start.saturating_sub(first).min(GROUP);
-            let hi = a.rows.end.saturating_sub(first).min(GROUP);
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
-        });
+        let masks: [__mmask16; RG] = std::array::from_fn(|g| group_mask(a.g0 + g, &a.rows));
         let out = |t: usize, g: usize| a.y.add(t * a.ld + (a.g0 + g) * GROUP);
         let mut facc = [[_mm512_setzero_ps(); RG]; NT];
         if !a.first {
@@ -503,16 +516,7 @@ mod x86 {
                 }
             }
         }
-        let rs: [__m512; RG] = std::array::from_fn(|g| {
-            if Q80 {
-                _mm512_set1_ps(a.scale)
-            } else {
-                _mm512_mul_ps(
-                    _mm512_load_ps(base[g] as *const f32),
-                    _mm512_set1_ps(a.scale),
-                )
-            }
-        });
+        let rs: [__m512; RG] = std::array::from_fn(|g| row_scales::<Q80>(base[g], a.scale));
         for (t, f) in facc.iter().enumerate() {
             for g in 0..RG {
                 let v = if a.last {
