@@ -144,27 +144,28 @@ impl Session {
             // The first session's scratch serves the whole chunk.
             let (head, rest) = chunk.split_at_mut(1);
             let Session { state, scratch, .. } = &mut *head[0];
-            let mut out = std::mem::take(&mut scratch.batch_logits);
-            out.resize(out.len().max(n * v), 0.0);
-            let others = rest.iter_mut().map(|s| &mut s.state);
             if n <= lm::MAX_FEW {
-                let states = std::iter::once(state).chain(others);
-                crate::threads::run(|| {
-                    lm::forward_few(&model, states, scratch, toks, &mut out[..n * v])
-                });
+                // Each session's logits are written in place.
+                let others = rest
+                    .iter_mut()
+                    .map(|s| (&mut s.state, &mut s.scratch.logits[..]));
+                crate::threads::run(|| lm::forward_few(&model, state, scratch, others, toks));
             } else {
+                let mut out = std::mem::take(&mut scratch.batch_logits);
+                out.resize(out.len().max(n * v), 0.0);
+                let others = rest.iter_mut().map(|s| &mut s.state);
                 let mut states: Vec<&mut LmState> = std::iter::once(state).chain(others).collect();
                 crate::threads::run(|| {
                     lm::forward_batch(&model, &mut states, scratch, toks, &mut out[..n * v])
                 });
+                scratch.logits.copy_from_slice(&out[..v]);
+                for (i, s) in rest.iter_mut().enumerate() {
+                    s.scratch
+                        .logits
+                        .copy_from_slice(&out[(i + 1) * v..(i + 2) * v]);
+                }
+                scratch.batch_logits = out;
             }
-            scratch.logits.copy_from_slice(&out[..v]);
-            for (i, s) in rest.iter_mut().enumerate() {
-                s.scratch
-                    .logits
-                    .copy_from_slice(&out[(i + 1) * v..(i + 2) * v]);
-            }
-            scratch.batch_logits = out;
             for s in chunk.iter_mut() {
                 s.position = s.position.saturating_add(1);
             }

@@ -28,6 +28,7 @@
 //! rows are split over threads.
 
 use super::vnni::QuantX;
+use super::Dest;
 use crate::model::{DType, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -222,30 +223,23 @@ fn fill_group(w: &Tensor, g: usize, sc_lines: usize, out: &mut [u8]) {
     }
 }
 
-/// y[t·ld + r] = scale · W[r] · x_t for r in `rows` and every vector t of
+/// y.at(t, r) = scale · W[r] · x_t for r in `rows` and every vector t of
 /// `x` (x.k == p.cols). Requires [`super::vnni::has_vnni`]. A range that
 /// starts inside a group computes the whole group and writes its rows only.
 ///
 /// # Safety
-/// `y` valid for writes at every t·ld + r, which no other thread touches.
-pub unsafe fn gemm(
-    p: &Panels,
-    scale: f32,
-    rows: std::ops::Range<usize>,
-    x: &QuantX,
-    y: *mut f32,
-    ld: usize,
-) {
+/// `y` valid for writes at every `y.at(t, r)`, which no other thread touches.
+pub unsafe fn gemm(p: &Panels, scale: f32, rows: std::ops::Range<usize>, x: &QuantX, y: Dest) {
     assert!(super::vnni::has_vnni() && x.k == p.cols && rows.end <= p.rows);
     // The batch tile reads the interleaved copy (made for 5 to 8 vectors).
     assert!(!(5..=8).contains(&x.n) || x.qi.len() >= 10 * x.n * p.nb);
     #[cfg(target_arch = "x86_64")]
     {
-        x86::gemm(p, scale, rows, x, y, ld)
+        x86::gemm(p, scale, rows, x, y)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (p, scale, rows, x, y, ld);
+        let _ = (p, scale, rows, x, y);
         unreachable!("VNNI is x86-only")
     }
 }
@@ -255,6 +249,7 @@ mod x86 {
     use super::{Panels, GROUP, PIECE_BLOCKS};
     use crate::kernels::simd::PF_DIST;
     use crate::kernels::vnni::QuantX;
+    use crate::kernels::Dest;
     use std::arch::x86_64::*;
 
     struct Args<'a> {
@@ -271,19 +266,11 @@ mod x86 {
         pf: bool,
         rows: std::ops::Range<usize>,
         scale: f32,
-        y: *mut f32,
-        ld: usize,
+        y: Dest,
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c")]
-    pub unsafe fn gemm(
-        p: &Panels,
-        scale: f32,
-        rows: std::ops::Range<usize>,
-        x: &QuantX,
-        y: *mut f32,
-        ld: usize,
-    ) {
+    pub unsafe fn gemm(p: &Panels, scale: f32, rows: std::ops::Range<usize>, x: &QuantX, y: Dest) {
         let g_end = rows.end.div_ceil(GROUP);
         let mut g0 = rows.start / GROUP;
         // Up to 8 sequences: one pass over all blocks, every weight line
@@ -316,8 +303,7 @@ mod x86 {
                         pf: t0 == 0,
                         rows: rows.clone(),
                         scale,
-                        y: y.add(t0 * ld),
-                        ld,
+                        y: y.from(t0),
                     };
                     macro_rules! go {
                         ($q:expr) => {
@@ -428,7 +414,7 @@ mod x86 {
         }
         let rs = row_scales::<Q80>(base, a.scale);
         for (t, f) in facc.iter().enumerate() {
-            _mm512_mask_storeu_ps(a.y.add(t * a.ld + first), mask, _mm512_mul_ps(*f, rs));
+            _mm512_mask_storeu_ps(a.y.at(t, first), mask, _mm512_mul_ps(*f, rs));
         }
     }
 
@@ -451,7 +437,7 @@ mod x86 {
         let wts: [*const u8; RG] = std::array::from_fn(|g| base[g].add(p.sc_lines * 64));
         // The group's rows inside the range.
         let masks: [__mmask16; RG] = std::array::from_fn(|g| group_mask(a.g0 + g, &a.rows));
-        let out = |t: usize, g: usize| a.y.add(t * a.ld + (a.g0 + g) * GROUP);
+        let out = |t: usize, g: usize| a.y.at(t, (a.g0 + g) * GROUP);
         let mut facc = [[_mm512_setzero_ps(); RG]; NT];
         if !a.first {
             for (t, f) in facc.iter_mut().enumerate() {
@@ -572,8 +558,19 @@ mod tests {
                     let ld = rows + 3;
                     let mut y = vec![f32::NAN; n * ld];
                     let start = [0, 5, 16][(rows + n) % 3].min(rows - 1);
+                    // One buffer, or (odd n up to 8) a pointer per sequence
+                    // into it: the same places either way.
+                    let yp = y.as_mut_ptr();
+                    let dest = if n % 2 == 1 && n <= crate::kernels::simd::MULTI_MAX {
+                        // SAFETY: t·ld < n·ld.
+                        Dest::Each(std::array::from_fn(|t| unsafe {
+                            yp.add(t.min(n - 1) * ld)
+                        }))
+                    } else {
+                        Dest::Strided { y: yp, ld }
+                    };
                     // SAFETY: every t·ld + r (r < rows) is inside y.
-                    unsafe { gemm(p, w.scale, start..rows, &qx, y.as_mut_ptr(), ld) };
+                    unsafe { gemm(p, w.scale, start..rows, &qx, dest) };
                     for t in 0..n {
                         let row = &y[t * ld..(t + 1) * ld];
                         assert!(row[..start].iter().chain(&row[rows..]).all(|v| v.is_nan()));
@@ -590,7 +587,18 @@ mod tests {
                         q1.quantize(&x[t * k..(t + 1) * k]);
                         let mut y1 = vec![0.0f32; rows];
                         // SAFETY: rows outputs.
-                        unsafe { gemm(p, w.scale, 0..rows, &q1, y1.as_mut_ptr(), rows) };
+                        unsafe {
+                            gemm(
+                                p,
+                                w.scale,
+                                0..rows,
+                                &q1,
+                                Dest::Strided {
+                                    y: y1.as_mut_ptr(),
+                                    ld: rows,
+                                },
+                            )
+                        };
                         for r in start..rows {
                             assert_eq!(
                                 y1[r].to_bits(),

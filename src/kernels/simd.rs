@@ -391,7 +391,7 @@ pub fn dot_rows_multi_r<const R: usize>(
 /// 16 × this many floats on the stack).
 pub const SHORT_K: usize = 256;
 
-/// y[t·ld + r] = scale · W[r] · x[t] for r in `rows` and t < n (2 to
+/// y.at(t, r) = scale · W[r] · x[t] for r in `rows` and t < n (2 to
 /// [`MULTI_MAX`]), for a matrix of few columns (k_len ≤ [`SHORT_K`]; in
 /// Mamba, dt_proj: k = dt_rank, 48 to 160). `w` holds the stored rows,
 /// `rb` bytes each. With rows that short, a per-row kernel
@@ -404,7 +404,7 @@ pub const SHORT_K: usize = 256;
 /// k_len above SHORT_K, n outside 2..=MULTI_MAX, or Q8_0 and BF8 weights.
 ///
 /// # Safety
-/// `y` valid for writes at t·ld + r (t < n, r in `rows`) that no other
+/// `y` valid for writes at `y.at(t, r)` (t < n, r in `rows`) that no other
 /// thread touches.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn short_rows_multi(
@@ -416,8 +416,7 @@ pub unsafe fn short_rows_multi(
     n: usize,
     k_len: usize,
     scale: f32,
-    y: *mut f32,
-    ld: usize,
+    y: super::Dest,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -429,11 +428,11 @@ pub unsafe fn short_rows_multi(
             && dtype.row_bytes(k_len).is_some_and(|b| b <= rb)
             && rows.end.checked_mul(rb).is_some_and(|e| e <= w.len())
         {
-            x86::short_rows16(dtype, w, rb, rows, x, n, k_len, scale, y, ld);
+            x86::short_rows16(dtype, w, rb, rows, x, n, k_len, scale, y);
             return true;
         }
     }
-    let _ = (dtype, w, rb, rows, x, n, k_len, scale, y, ld);
+    let _ = (dtype, w, rb, rows, x, n, k_len, scale, y);
     false
 }
 
@@ -1150,8 +1149,7 @@ pub(crate) mod x86 {
         n: usize,
         k: usize,
         scale: f32,
-        y: *mut f32,
-        ld: usize,
+        y: crate::kernels::Dest,
     ) {
         let kc = k.div_ceil(16);
         let last = tail_mask(k - 16 * (kc - 1));
@@ -1181,7 +1179,7 @@ pub(crate) mod x86 {
                     }
                 }
                 let out = _mm512_mul_ps(sum16(&acc), sv);
-                _mm512_mask_storeu_ps(y.add(t * ld + g), tail_mask(gr), out);
+                _mm512_mask_storeu_ps(y.at(t, g), tail_mask(gr), out);
             }
             g += 16;
         }
@@ -2022,8 +2020,10 @@ pub(crate) mod tests {
                     2,
                     8,
                     1.0,
-                    y.as_mut_ptr(),
-                    8,
+                    crate::kernels::Dest::Strided {
+                        y: y.as_mut_ptr(),
+                        ld: 8,
+                    },
                 )
             };
             assert!(!took);
@@ -2063,20 +2063,20 @@ pub(crate) mod tests {
                     let x = data(n * k, 40 + n as u32);
                     let (ld, range) = (rows + 2, 3..rows - 1);
                     let mut y = vec![f32::NAN; n * ld];
+                    // One buffer for every vector, or (n = 5) one pointer per
+                    // vector: the same places either way.
+                    let yp = y.as_mut_ptr();
+                    let dest = if n == 5 {
+                        // SAFETY: t·ld < n·ld.
+                        crate::kernels::Dest::Each(std::array::from_fn(|t| unsafe {
+                            yp.add(t.min(n - 1) * ld)
+                        }))
+                    } else {
+                        crate::kernels::Dest::Strided { y: yp, ld }
+                    };
                     // SAFETY: t·ld + r < n·ld for t < n, r < rows.
                     let took = unsafe {
-                        short_rows_multi(
-                            dt,
-                            &bytes,
-                            rb,
-                            range.clone(),
-                            &x,
-                            n,
-                            k,
-                            0.5,
-                            y.as_mut_ptr(),
-                            ld,
-                        )
+                        short_rows_multi(dt, &bytes, rb, range.clone(), &x, n, k, 0.5, dest)
                     };
                     assert!(took, "{dt:?} k {k}");
                     for t in 0..n {
@@ -2130,8 +2130,10 @@ pub(crate) mod tests {
                     n,
                     k,
                     1.0,
-                    y.as_mut_ptr(),
-                    1,
+                    crate::kernels::Dest::Strided {
+                        y: y.as_mut_ptr(),
+                        ld: 1,
+                    },
                 )
             };
             assert!(!took && y.iter().all(|v| v.is_nan()));

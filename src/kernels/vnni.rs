@@ -29,6 +29,7 @@
 
 use super::convert::q8row_scale;
 use super::simd::{isa, Isa};
+use super::Dest;
 use crate::model::{DType, Tensor};
 use std::sync::OnceLock;
 
@@ -239,28 +240,28 @@ pub fn dot_row(w: &Tensor, r: usize, x: &QuantX, t: usize) -> f32 {
     }
 }
 
-/// y[t·ld + r] = W.scale · W[r] · x_t for r in `rows` and every vector t of
+/// y.at(t, r) = W.scale · W[r] · x_t for r in `rows` and every vector t of
 /// `x`, W being q8_row or Q8_0 ([`gemm_dtype`]) with `x.k` columns.
 /// Requires [`has_vnni`].
 ///
 /// # Safety
-/// `y` valid for writes at every t·ld + r, which no other thread touches.
-pub unsafe fn gemm(w: &Tensor, rows: std::ops::Range<usize>, x: &QuantX, y: *mut f32, ld: usize) {
+/// `y` valid for writes at every `y.at(t, r)`, which no other thread touches.
+pub unsafe fn gemm(w: &Tensor, rows: std::ops::Range<usize>, x: &QuantX, y: Dest) {
     assert!(has_vnni() && gemm_dtype(w.dtype) && x.k == w.cols && rows.end <= w.rows);
     #[cfg(target_arch = "x86_64")]
     {
-        x86::gemm(w, rows, x, y, ld)
+        x86::gemm(w, rows, x, y)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (w, rows, x, y, ld);
+        let _ = (w, rows, x, y);
         unreachable!("VNNI is x86-only")
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{q8row_scale, QuantX};
+    use super::{q8row_scale, Dest, QuantX};
     use crate::kernels::simd::PF_DIST;
     use crate::model::{DType, Tensor};
     use std::arch::x86_64::*;
@@ -555,13 +556,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn gemm(
-        w: &Tensor,
-        rows: std::ops::Range<usize>,
-        x: &QuantX,
-        y: *mut f32,
-        ld: usize,
-    ) {
+    pub unsafe fn gemm(w: &Tensor, rows: std::ops::Range<usize>, x: &QuantX, y: Dest) {
         let panel = &mut Panel([0; 32 * PIECE]);
         let mut wsc = [0.0f32; PIECE];
         let mut rsc = [0.0f32; 32];
@@ -597,7 +592,6 @@ mod x86 {
                     first,
                     last,
                     y,
-                    ld,
                     r0,
                     nr,
                 };
@@ -640,8 +634,7 @@ mod x86 {
         kl: usize,
         first: bool,
         last: bool,
-        y: *mut f32,
-        ld: usize,
+        y: Dest,
         r0: usize,
         nr: usize,
     }
@@ -658,7 +651,7 @@ mod x86 {
             let n = a.nr.saturating_sub(16 * g).min(16);
             ((1u32 << n) - 1) as __mmask16
         });
-        let out = |t: usize, g: usize| a.y.add((t0 + t) * a.ld + a.r0 + 16 * g);
+        let out = |t: usize, g: usize| a.y.at(t0 + t, a.r0 + 16 * g);
         let mut facc = [[_mm512_setzero_ps(); RG]; NT];
         if !a.first {
             for (t, f) in facc.iter_mut().enumerate() {
@@ -931,8 +924,19 @@ pub(crate) mod tests {
                 // Rows 1.. into a wider output (ld > rows), the rest untouched.
                 let ld = rows + 3;
                 let mut y = vec![f32::NAN; n * ld];
+                // One buffer, or (odd n up to 8) a pointer per input into
+                // it: the same places either way.
+                let yp = y.as_mut_ptr();
+                let dest = if n % 2 == 1 && n <= crate::kernels::simd::MULTI_MAX {
+                    // SAFETY: t·ld < n·ld.
+                    Dest::Each(std::array::from_fn(|t| unsafe {
+                        yp.add(t.min(n - 1) * ld)
+                    }))
+                } else {
+                    Dest::Strided { y: yp, ld }
+                };
                 // SAFETY: every t·ld + r (r < rows) is inside y.
-                unsafe { gemm(&w, 1..rows, &qx, y.as_mut_ptr(), ld) };
+                unsafe { gemm(&w, 1..rows, &qx, dest) };
                 for t in 0..n {
                     assert!(
                         y[t * ld].is_nan()

@@ -46,7 +46,8 @@ pub struct LmScratch {
     xn: Vec<f32>,  // block × d_model: normalized input of the current layer
     out: Vec<f32>, // block × d_model: mixer output
     pub logits: Vec<f32>,
-    /// n × padded_vocab logits of a batched step (grown on first use).
+    /// n × padded_vocab logits of a batch of more than [`MAX_FEW`] sessions
+    /// (grown on first use; fewer write each session's logits in place).
     pub batch_logits: Vec<f32>,
 }
 
@@ -98,7 +99,7 @@ pub fn forward_block(
     logits: Logits<'_>,
 ) {
     if let [tok] = tokens {
-        step::step(model, [st], &mut s.step, &[*tok], &mut s.logits);
+        step::step(model, [(st, &mut s.logits[..])], &mut s.step, &[*tok]);
         if let Logits::All(all) = logits {
             all[..s.logits.len()].copy_from_slice(&s.logits);
         }
@@ -119,27 +120,31 @@ pub fn forward_batch(
 ) {
     assert_eq!(states.len(), tokens.len());
     if tokens.len() <= MAX_FEW {
-        return forward_few(
-            model,
-            states.iter_mut().map(|s| &mut **s),
-            s,
-            tokens,
-            logits,
-        );
+        let pv = model.config.padded_vocab;
+        assert_eq!(logits.len(), tokens.len() * pv);
+        let seqs = states
+            .iter_mut()
+            .map(|s| &mut **s)
+            .zip(logits.chunks_mut(pv));
+        return step::step(model, seqs, &mut s.step, tokens);
     }
     crate::threads::team(|| run_layers(model, states, s, tokens, Logits::All(logits)))
 }
 
 /// [`forward_batch`] for at most [`step::MAX_SEQS`] sequences, given as an
-/// iterator (no collection needed: batched decode allocates nothing).
+/// iterator (no collection needed: batched decode allocates nothing): the
+/// first sequence's state and scratch (its `logits` receive its logits),
+/// then each other sequence's state and logits buffer (padded_vocab each).
 pub fn forward_few<'a>(
     model: &Model,
-    states: impl IntoIterator<Item = &'a mut LmState>,
-    s: &mut LmScratch,
+    first: &'a mut LmState,
+    s: &'a mut LmScratch,
+    others: impl IntoIterator<Item = (&'a mut LmState, &'a mut [f32])>,
     tokens: &[u32],
-    logits: &mut [f32],
 ) {
-    step::step(model, states, &mut s.step, tokens, logits)
+    let LmScratch { step, logits, .. } = s;
+    let seqs = std::iter::once((first, &mut logits[..])).chain(others);
+    step::step(model, seqs, step, tokens)
 }
 
 /// The body of both: with one state the tokens are a sequence, with one

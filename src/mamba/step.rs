@@ -28,7 +28,7 @@
 //! int8 panel kernel).
 
 use super::lm::LmState;
-use crate::kernels::{self, simd, vnni::QuantParts, vnni::QuantX};
+use crate::kernels::{self, simd, vnni::QuantParts, vnni::QuantX, Dest};
 use crate::model::{Model, Tensor};
 
 /// Most sequences one step advances together.
@@ -84,7 +84,8 @@ struct Ptrs {
     qparts: *mut Option<QuantParts>,
     conv: [*mut f32; MAX_SEQS],
     ssm: [*mut f32; MAX_SEQS],
-    logits: *mut f32,
+    /// Each sequence's padded_vocab logits.
+    logits: [*mut f32; MAX_SEQS],
 }
 // SAFETY: within a phase, every chunk writes a disjoint set of elements and
 // reads only what earlier phases (or the caller, between phases) wrote;
@@ -131,22 +132,21 @@ impl Split {
     }
 }
 
-/// y[t·ld + r] = scale · W[r] · x[t] for r in `rows`, t < n (x is n × W.cols).
+/// y.at(t, r) = scale · W[r] · x[t] for r in `rows`, t < n (x is n × W.cols).
 /// Rows are read one after another: a chunk's rows are one contiguous stream,
 /// which the hardware prefetcher follows (for one sequence, interleaving four
 /// rows per pass measured slower on this machine). Batches take 3 adjacent
 /// rows per pass ([`multi_rows`]), int8 inputs the VNNI kernels.
 ///
 /// # Safety
-/// `y` valid for writes at every t·ld + r, which no other thread touches.
+/// `y` valid for writes at every `y.at(t, r)`, which no other thread touches.
 #[inline]
 unsafe fn rows_dot(
     w: &Tensor,
     rows: std::ops::Range<usize>,
     x: &[f32],
     n: usize,
-    y: *mut f32,
-    ld: usize,
+    y: Dest,
     qx: Option<&QuantX>,
 ) {
     let (rb, k) = (w.row_bytes(), w.cols);
@@ -156,28 +156,28 @@ unsafe fn rows_dot(
     if n > 1 && qx.is_none() && w.panels.is_none() {
         // Short rows (dt_proj): 16 rows converted once, their sums reduced
         // together.
-        if simd::short_rows_multi(w.dtype, bytes, rb, rows.clone(), x, n, k, w.scale, y, ld) {
+        if simd::short_rows_multi(w.dtype, bytes, rb, rows.clone(), x, n, k, w.scale, y) {
             return;
         }
     }
     if n > 1 && qx.is_none() {
         // Three rows per pass, then two, where a kernel exists: each input
         // vector is loaded once for all of them.
-        rows.start = multi_rows::<3>(w, rows.clone(), x, n, y, ld);
-        rows.start = multi_rows::<2>(w, rows.clone(), x, n, y, ld);
+        rows.start = multi_rows::<3>(w, rows.clone(), x, n, y);
+        rows.start = multi_rows::<2>(w, rows.clone(), x, n, y);
     }
     if let Some(qx) = qx {
         // 8-bit rows, VNNI: x was quantized once for all rows (n vectors).
         debug_assert!(qx.n == n && qx.k == k);
         if let Some(p) = &w.panels {
             // Converted at load: one kernel for any n, no repacking.
-            kernels::panels::gemm(p, w.scale, rows, qx, y, ld);
+            kernels::panels::gemm(p, w.scale, rows, qx, y);
         } else if n == 1 {
             for r in rows {
-                *y.add(r) = kernels::vnni::dot_row(w, r, qx, 0);
+                *y.at(0, r) = kernels::vnni::dot_row(w, r, qx, 0);
             }
         } else {
-            kernels::vnni::gemm(w, rows, qx, y, ld);
+            kernels::vnni::gemm(w, rows, qx, y);
         }
         return;
     }
@@ -191,7 +191,7 @@ unsafe fn rows_dot(
             }
         }
         for (t, o) in out[..n].iter().enumerate() {
-            *y.add(t * ld + r) = w.scale * o;
+            *y.at(t, r) = w.scale * o;
         }
     }
 }
@@ -207,8 +207,7 @@ unsafe fn multi_rows<const R: usize>(
     rows: std::ops::Range<usize>,
     x: &[f32],
     n: usize,
-    y: *mut f32,
-    ld: usize,
+    y: Dest,
 ) -> usize {
     let (rb, k, bytes) = (w.row_bytes(), w.cols, w.bytes());
     let mut out = [[0.0f32; MAX_SEQS]; R];
@@ -220,7 +219,7 @@ unsafe fn multi_rows<const R: usize>(
         }
         for (j, o) in out.iter().enumerate() {
             for (t, v) in o[..n].iter().enumerate() {
-                *y.add(t * ld + r + j) = w.scale * v;
+                *y.at(t, r + j) = w.scale * v;
             }
         }
         r += R;
@@ -228,14 +227,15 @@ unsafe fn multi_rows<const R: usize>(
     r
 }
 
-/// Feeds `tokens[t]` (< padded_vocab) to the t-th of `states`, for 1 to
-/// [`MAX_SEQS`] sequences; writes n × padded_vocab next-token logits.
+/// Feeds `tokens[t]` (< padded_vocab) to the t-th sequence of `seqs`, for
+/// 1 to [`MAX_SEQS`] sequences, each given as its state and the buffer for
+/// its padded_vocab next-token logits (written in place: a batch needs no
+/// copy of its logits afterwards).
 pub fn step<'a>(
     model: &Model,
-    states: impl IntoIterator<Item = &'a mut LmState>,
+    seqs: impl IntoIterator<Item = (&'a mut LmState, &'a mut [f32])>,
     b: &mut StepBufs,
     tokens: &[u32],
-    logits: &mut [f32],
 ) {
     let c = &model.config;
     let w = &model.weights;
@@ -243,16 +243,18 @@ pub fn step<'a>(
     let (dm, di, ds, k, r) = (c.d_model, c.d_inner, c.d_state, c.d_conv, c.dt_rank);
     let (nd, pv) = (r + 2 * ds, c.padded_vocab);
     assert!((1..=MAX_SEQS).contains(&n));
-    assert_eq!(logits.len(), n * pv);
     let mut conv = [std::ptr::null_mut(); MAX_SEQS];
     let mut ssm = [std::ptr::null_mut(); MAX_SEQS];
+    let mut logits = [std::ptr::null_mut(); MAX_SEQS];
     let mut count = 0;
-    for (t, st) in states.into_iter().enumerate() {
+    for (t, (st, lg)) in seqs.into_iter().enumerate() {
         assert!(t < n, "more states than tokens");
         assert_eq!(st.conv.len(), c.n_layers * di * k);
         assert_eq!(st.ssm.len(), c.n_layers * di * ds);
+        assert_eq!(lg.len(), pv);
         conv[t] = st.conv.as_mut_ptr();
         ssm[t] = st.ssm.as_mut_ptr();
+        logits[t] = lg.as_mut_ptr();
         count += 1;
     }
     assert_eq!(count, n, "one state per token");
@@ -319,7 +321,7 @@ pub fn step<'a>(
         qparts: &mut qparts,
         conv,
         ssm,
-        logits: logits.as_mut_ptr(),
+        logits,
     };
     // SAFETY (all `slice` calls below): each view lies inside its buffer,
     // whose length is fixed by StepBufs::new for MAX_SEQS sequences or
@@ -352,16 +354,12 @@ pub fn step<'a>(
                 }
                 // SAFETY: rows of this chunk's channels, t < n, inside xz.
                 unsafe {
-                    rows_dot(&m.in_proj, rg.clone(), xn, n, ptr.xz, 2 * di, qx);
-                    rows_dot(
-                        &m.in_proj,
-                        di + rg.start..di + rg.end,
-                        xn,
-                        n,
-                        ptr.xz,
-                        2 * di,
-                        qx,
-                    );
+                    let xz = Dest::Strided {
+                        y: ptr.xz,
+                        ld: 2 * di,
+                    };
+                    rows_dot(&m.in_proj, rg.clone(), xn, n, xz, qx);
+                    rows_dot(&m.in_proj, di + rg.start..di + rg.end, xn, n, xz, qx);
                 }
                 let cw = m.conv_w.as_f32();
                 let cb = m.conv_b.as_ref().map(|b| b.as_f32());
@@ -418,8 +416,7 @@ pub fn step<'a>(
                         xp.range(i),
                         u,
                         n,
-                        ptr.dbl,
-                        nd,
+                        Dest::Strided { y: ptr.dbl, ld: nd },
                         qx,
                     )
                 };
@@ -430,7 +427,16 @@ pub fn step<'a>(
                 let rg = ch.range(i);
                 let dt_low = &*slice(ptr.dt_low, 0, n * r);
                 // SAFETY: this chunk's channels, t < n, inside dt.
-                unsafe { rows_dot(&m.dt_proj, rg.clone(), dt_low, n, ptr.dt, di, qx) };
+                unsafe {
+                    rows_dot(
+                        &m.dt_proj,
+                        rg.clone(),
+                        dt_low,
+                        n,
+                        Dest::Strided { y: ptr.dt, ld: di },
+                        qx,
+                    )
+                };
                 let (a, dvec) = (m.a.as_f32(), m.d.as_f32());
                 for t in 0..n {
                     let dt = slice(ptr.dt, t * di + rg.start, rg.len());
@@ -471,7 +477,16 @@ pub fn step<'a>(
                 let rg = outs.range(i);
                 let y = &*slice(ptr.y, 0, n * di);
                 // SAFETY: this chunk's rows, t < n, inside out.
-                unsafe { rows_dot(&m.out_proj, rg.clone(), y, n, ptr.out, dm, qx) };
+                unsafe {
+                    rows_dot(
+                        &m.out_proj,
+                        rg.clone(),
+                        y,
+                        n,
+                        Dest::Strided { y: ptr.out, ld: dm },
+                        qx,
+                    )
+                };
                 for t in 0..n {
                     let o = slice(ptr.out, t * dm + rg.start, rg.len());
                     if let Some(bias) = &m.out_proj_bias {
@@ -489,8 +504,8 @@ pub fn step<'a>(
             }
             Phase::Head => {
                 let xn = &*slice(ptr.xn, 0, n * dm);
-                // SAFETY: this chunk's rows, t < n, inside logits (n × pv).
-                unsafe { rows_dot(w.head(), head.range(i), xn, n, ptr.logits, pv, qx) };
+                // SAFETY: this chunk's rows of each sequence's logits (pv each).
+                unsafe { rows_dot(w.head(), head.range(i), xn, n, Dest::Each(ptr.logits), qx) };
             }
         }
     };
