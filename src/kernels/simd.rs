@@ -180,9 +180,10 @@ pub(crate) const PF_DIST: usize = 8192;
 /// with and without it on host 2 (130m, 2 threads), one-sequence decode
 /// 10-12% faster for int8 (panel tile), 10% f16, 14% f32, 16% bf16; a
 /// batch-8 int8 step 4.5-5% (its tile). For int8, 8, 16 and 24 KiB ahead
-/// measured alike; 24 taken. Not in the batched float kernels
-/// (`multir_*`: no change for a batch-8 f16 step) nor the AVX2 tier (not
-/// measured).
+/// measured alike; 24 taken. The AVX2 tier's f32, f16, bf16 and i8 row
+/// kernels too (measured on host 2 with `MAMBA_ISA=avx2`: f32 +15-20%,
+/// f16 +4-5%, bf16 +7%). Not in the batched float kernels (`multir_*`: no
+/// change for a batch-8 f16 step).
 pub(crate) const PF_FAR: usize = 24576;
 
 /// Calls `$f::<N>(args)` for the input count `$n` (2 to [`MULTI_MAX`]): the
