@@ -527,7 +527,7 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::kernels::vnni::has_vnni;
-    use crate::kernels::vnni::tests::{close, inputs, reference, rng, tensor};
+    use crate::kernels::vnni::tests::{close, dest_for, inputs, reference, rng, tensor};
     use crate::model::tensor::Backing;
 
     fn converted(w: &Tensor) -> Tensor {
@@ -565,17 +565,7 @@ mod tests {
                     let ld = rows + 3;
                     let mut y = vec![f32::NAN; n * ld];
                     let start = [0, 5, 16][(rows + n) % 3].min(rows - 1);
-                    // One buffer, or (odd n up to 8) a pointer per sequence
-                    // into it: the same places either way.
-                    let yp = y.as_mut_ptr();
-                    let dest = if n % 2 == 1 && n <= crate::kernels::simd::MULTI_MAX {
-                        // SAFETY: t·ld < n·ld.
-                        Dest::Each(std::array::from_fn(|t| unsafe {
-                            yp.add(t.min(n - 1) * ld)
-                        }))
-                    } else {
-                        Dest::Strided { y: yp, ld }
-                    };
+                    let dest = dest_for(&mut y, n, ld);
                     // SAFETY: every t·ld + r (r < rows) is inside y.
                     unsafe { gemm(p, w.scale, start..rows, &qx, dest) };
                     for t in 0..n {

@@ -2079,17 +2079,8 @@ pub(crate) mod tests {
                     let x = data(n * k, 40 + n as u32);
                     let (ld, range) = (rows + 2, 3..rows - 1);
                     let mut y = vec![f32::NAN; n * ld];
-                    // One buffer for every vector, or (n = 5) one pointer per
-                    // vector: the same places either way.
-                    let yp = y.as_mut_ptr();
-                    let dest = if n == 5 {
-                        // SAFETY: t·ld < n·ld.
-                        crate::kernels::Dest::Each(std::array::from_fn(|t| unsafe {
-                            yp.add(t.min(n - 1) * ld)
-                        }))
-                    } else {
-                        crate::kernels::Dest::Strided { y: yp, ld }
-                    };
+                    // n = 5 writes through one pointer per vector.
+                    let dest = crate::kernels::vnni::tests::dest_for(&mut y, n, ld);
                     // SAFETY: t·ld + r < n·ld for t < n, r < rows.
                     let took = unsafe {
                         short_rows_multi(dt, &bytes, rb, range.clone(), &x, n, k, 0.5, dest)

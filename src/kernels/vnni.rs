@@ -805,6 +805,22 @@ pub(crate) mod tests {
         (got - want).abs() <= 1e-6 * (mag + 1.0)
     }
 
+    /// Where a test's n output vectors of `ld` floats in `y` go: one
+    /// strided buffer or, for odd n up to 8, one pointer per vector into
+    /// it (the same places either way, so both [`Dest`] forms get tested).
+    pub(crate) fn dest_for(y: &mut [f32], n: usize, ld: usize) -> Dest {
+        assert!(y.len() >= n * ld);
+        let yp = y.as_mut_ptr();
+        if n % 2 == 1 && n <= crate::kernels::simd::MULTI_MAX {
+            // SAFETY: t·ld < n·ld ≤ y.len().
+            Dest::Each(std::array::from_fn(|t| unsafe {
+                yp.add(t.min(n - 1) * ld)
+            }))
+        } else {
+            Dest::Strided { y: yp, ld }
+        }
+    }
+
     pub(crate) fn inputs(n: usize, k: usize, rnd: &mut impl FnMut() -> u32) -> Vec<f32> {
         (0..n * k)
             .map(|i| {
@@ -940,17 +956,7 @@ pub(crate) mod tests {
                 // Rows 1.. into a wider output (ld > rows), the rest untouched.
                 let ld = rows + 3;
                 let mut y = vec![f32::NAN; n * ld];
-                // One buffer, or (odd n up to 8) a pointer per input into
-                // it: the same places either way.
-                let yp = y.as_mut_ptr();
-                let dest = if n % 2 == 1 && n <= crate::kernels::simd::MULTI_MAX {
-                    // SAFETY: t·ld < n·ld.
-                    Dest::Each(std::array::from_fn(|t| unsafe {
-                        yp.add(t.min(n - 1) * ld)
-                    }))
-                } else {
-                    Dest::Strided { y: yp, ld }
-                };
+                let dest = dest_for(&mut y, n, ld);
                 // SAFETY: every t·ld + r (r < rows) is inside y.
                 unsafe { gemm(&w, 1..rows, &qx, dest) };
                 for t in 0..n {
