@@ -440,7 +440,7 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
 /// scalar ones. Decode runs each norm on one thread between two phases
 /// while the others wait; against the in-order scalar sum (8 rows
 /// interleaved), a one-sequence int8 decode step of the 130m shape got
-/// 1.0-1.7% faster (host 2, paired runs), a batch-8 step no measurably.
+/// 1.0-1.7% faster (host 2, paired runs), a batch-8 step not measurably.
 /// Error: the usual bound of a sum of positive terms, ≤ (d/16 + 5)·2⁻²⁴
 /// relative (each square rounded once, d/16 adds per partial sum, 4
 /// levels of pairwise adds; tested).
