@@ -123,8 +123,9 @@ macro_rules! dot_conv {
                         pw.wrapping_add(i * $esize + PF_DIST + 32 * j) as *const i8
                     );
                 }
-                // And PF_FAR ahead into L2, once per 32 elements (twice
-                // per line, as above, measured slower for f16).
+                // And PF_FAR ahead into L2, once per 32 elements (one
+                // beside each T0 above, twice per f16 line, gained
+                // nothing for f16).
                 _mm_prefetch::<_MM_HINT_T1>(pw.wrapping_add(i * $esize + PF_FAR) as *const i8);
                 for j in 0..4 {
                     let w = $load(pw.add((i + 8 * j) * $esize));
