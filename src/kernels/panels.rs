@@ -231,8 +231,8 @@ fn fill_group(w: &Tensor, g: usize, sc_lines: usize, out: &mut [u8]) {
 /// `y` valid for writes at every `y.at(t, r)`, which no other thread touches.
 pub unsafe fn gemm(p: &Panels, scale: f32, rows: std::ops::Range<usize>, x: &QuantX, y: Dest) {
     assert!(super::vnni::has_vnni() && x.k == p.cols && rows.end <= p.rows);
-    // The batch tile reads the interleaved copy (made for 5 to 8 vectors).
-    assert!(!(5..=8).contains(&x.n) || x.qi.len() >= 10 * x.n * p.nb);
+    // The batch tile reads the interleaved copy.
+    assert!(!super::vnni::interleaves(x.n) || x.qi.len() >= 10 * x.n * p.nb);
     #[cfg(target_arch = "x86_64")]
     {
         x86::gemm(p, scale, rows, x, y)
@@ -280,8 +280,9 @@ mod x86 {
         let piece = if one_pass { p.nb } else { PIECE_BLOCKS };
         while g0 < g_end {
             // One sequence: one group at a time, one sequential stream;
-            // 5 to 8: one group (the accumulators of two would not fit).
-            let rg = if x.n == 1 || (5..=8).contains(&x.n) {
+            // 5 to 8 (the batch tile): one group (the accumulators of
+            // two would not fit).
+            let rg = if x.n == 1 || crate::kernels::vnni::interleaves(x.n) {
                 1
             } else {
                 (g_end - g0).min(2)

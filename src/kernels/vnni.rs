@@ -59,6 +59,12 @@ pub fn gemm_dtype(d: DType) -> bool {
     matches!(d, DType::Q8Row | DType::Q8_0)
 }
 
+/// Whether a [`QuantX`] of n vectors also keeps the interleaved copy
+/// (`qi`) that the panel kernel's batch tile reads: 5 to 8 vectors.
+pub(super) fn interleaves(n: usize) -> bool {
+    (5..=8).contains(&n)
+}
+
 /// n input vectors quantized to int8 in blocks of [`QBLOCK`].
 #[derive(Default, Clone)]
 pub struct QuantX {
@@ -129,7 +135,7 @@ impl QuantX {
         grow(&mut self.corr_b, n * kp / 32);
         grow(&mut self.dl, n * kp / 4);
         grow(&mut self.corr_l, n * kp / 4);
-        let interleave = (5..=8).contains(&n);
+        let interleave = interleaves(n);
         if interleave {
             grow(&mut self.qi, 10 * n * kp / 32);
         }
@@ -867,7 +873,7 @@ pub(crate) mod tests {
             assert_eq!(parts.corr_b[..n * kp / 32], whole.corr_b);
             assert_eq!(parts.dl[..n * kp / 4], whole.dl);
             assert_eq!(parts.corr_l[..n * kp / 4], whole.corr_l);
-            if (5..=8).contains(&n) {
+            if interleaves(n) {
                 assert_eq!(parts.qi[..10 * n * kp / 32], whole.qi);
             }
         }
