@@ -132,6 +132,9 @@ test-install: lib
 BENCH_DIR   := $(BUILD)/bench
 BENCH_DTYPES := f32 f16 bf16 q8_0 int8
 BENCH_370M_DTYPES := f32 bf16 q8_0
+# 1: map the models in 2 MiB pages where the kernel can (LoadOptions::huge_pages;
+# the first load may read a file from disk again). 0: as loaded by default.
+BENCH_HUGE_PAGES := 1
 BENCH_MODELS := $(foreach d,$(BENCH_DTYPES),$(BENCH_DIR)/m130.$(d).gguf) \
                 $(foreach d,$(BENCH_370M_DTYPES),$(BENCH_DIR)/m370.$(d).gguf)
 bench:
@@ -146,7 +149,7 @@ bench:
 	done
 	$(CARGO) build --release --example bench --example dtype_report
 	@echo "== speed"
-	$(RELEASE)/examples/bench $(BENCH_MODELS) \
+	MAMBA_HUGE_PAGES=$(BENCH_HUGE_PAGES) $(RELEASE)/examples/bench $(BENCH_MODELS) \
 	  --kws tests/fixtures/classifier/kws.gguf --audio tests/fixtures/audio/extra_no_1000ms.f32 \
 	  --mnist tests/fixtures/classifier/mnist.gguf
 	@echo "== accuracy against f32"

@@ -145,6 +145,20 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
     for f in files {
         let m = Arc::new(mamba::load(f, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}")));
         let vocab = m.config.vocab_size;
+        // How the kernel mapped the weights (MAMBA_HUGE_PAGES=1 asks for
+        // 2 MiB pages; `make bench` sets it).
+        #[cfg(target_os = "linux")]
+        {
+            let w = &m.weights.layers[0].mixer.in_proj;
+            if w.panels.is_some() {
+                println!("== {f}: 8-bit matrices converted to panels at load (own memory, 2 MiB pages asked)");
+            } else if let Some(share) = mamba::format::huge_page_share(w.bytes().as_ptr()) {
+                println!(
+                    "== {f}: {:.0}% of the file mapping in 2 MiB pages",
+                    100.0 * share
+                );
+            }
+        }
         let name = format!(
             "{} ({}×{})",
             std::path::Path::new(f)

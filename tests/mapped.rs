@@ -82,3 +82,47 @@ fn mapped_model_truncated_in_use_gets_sigbus() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// `LoadOptions::huge_pages` maps the same bytes: the same logits, to the
+/// bit, as a default load. The file is padded past 4 MiB (GGUF ignores
+/// bytes after its tensor data) so that the option's remapping path runs:
+/// a file just written sits in the page cache in small pages, written back
+/// first so that dropping them is allowed.
+#[test]
+fn huge_page_mapping_gives_the_same_model() {
+    let p = scratch_copy("huge");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&vec![0u8; 6 << 20]).unwrap();
+        f.sync_all().unwrap();
+    }
+    let path = p.to_str().unwrap();
+    let want = logits(Arc::new(
+        mamba::load(path, &LoadOptions::default()).unwrap(),
+    ));
+    let opts = LoadOptions {
+        huge_pages: true,
+        ..Default::default()
+    };
+    let m = Arc::new(mamba::load(path, &opts).unwrap());
+    #[cfg(target_os = "linux")]
+    {
+        // Whatever the kernel managed, it can say how much.
+        let share =
+            mamba::format::huge_page_share(m.weights.layers[0].mixer.in_proj.bytes().as_ptr());
+        let share = share.expect("the mapping shows in /proc/self/smaps");
+        assert!((0.0..=1.0).contains(&share), "{share}");
+        eprintln!(
+            "huge_pages: {:.0}% of the mapping in 2 MiB pages",
+            100.0 * share
+        );
+    }
+    let got = logits(m);
+    assert_eq!(got.len(), want.len());
+    assert!(got
+        .iter()
+        .zip(&want)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    std::fs::remove_file(&p).unwrap();
+}

@@ -273,6 +273,8 @@ pub unsafe extern "C" fn mamba_model_load(
         let opts = LoadOptions {
             copy: o.copy_file != 0,
             legacy_bfloat8: o.legacy_bfloat8 != 0,
+            // C: MAMBA_HUGE_PAGES=1 (read by the loader).
+            ..Default::default()
         };
         let handle = match format::load_any(path, &opts)? {
             format::AnyModel::Lm(m) => mamba_model {

@@ -250,6 +250,8 @@ pub unsafe extern "C" fn mamba_legacy_load_model(
             &LoadOptions {
                 copy: o.copy_file != 0,
                 legacy_bfloat8: o.legacy_bfloat8 != 0,
+                // C: MAMBA_HUGE_PAGES=1 (read by the loader).
+                ..Default::default()
             },
         )?;
         Ok(())

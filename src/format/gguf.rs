@@ -1208,8 +1208,8 @@ pub fn load(path: &str, backing: Arc<Backing>) -> Result<Model> {
 /// Maps the file at `path` and [`load`]s it.
 pub fn load_path(path: &str) -> Result<Model> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, &e))?;
-    // SAFETY: the mapping is read-only; as with every mmap-based loader, the
-    // file must not be truncated or rewritten while the model is alive.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, &e))?;
+    // As with every mmap-based loader, the file must not be truncated or
+    // rewritten while the model is alive.
+    let map = super::map_file(&file, path)?;
     load(path, Arc::new(Backing::Mmap(map)))
 }
