@@ -47,7 +47,7 @@ pub fn huge_pages_from_env() -> bool {
 /// already cached stay as they are), then populated with
 /// `MADV_POPULATE_READ`, or by touching each page where that is missing.
 /// Pages of 2 MiB spare the TLB a miss every 4 KiB of a weight stream: on
-/// this project's host 2, a batch-8 f16 step ran 5–15% faster (paired runs,
+/// this project's host 2, a batch-8 f16 step ran 2.5–19% faster (4 paired runs,
 /// the same file mapped both ways in one process), one sequence ~1%.
 pub(crate) fn map_file(file: &std::fs::File, path: &str) -> Result<memmap2::Mmap> {
     // SAFETY: the map is read-only. If another process truncates the file
