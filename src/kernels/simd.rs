@@ -402,7 +402,7 @@ pub fn dot_rows_multi_r<const R: usize>(
 /// 16 × this many floats on the stack).
 pub const SHORT_K: usize = 256;
 
-/// y.at(t, r) = scale · W[r] · x[t] for r in `rows` and t < n (2 to
+/// y.at(t, r) = scale · W[r] · x[t] for r in `rows` and t < n (1 to
 /// [`MULTI_MAX`]), for a matrix of few columns (k_len ≤ [`SHORT_K`]; in
 /// Mamba, dt_proj: k = dt_rank, 48 to 160). `w` holds the stored rows,
 /// `rb` bytes each. With rows that short, a per-row kernel
@@ -412,7 +412,7 @@ pub const SHORT_K: usize = 256;
 /// batch-8 step of the 130m shape (int8), dt_proj's thread time went from
 /// 1.27–1.40 to 1.06 ms.
 /// Returns false (nothing written) where it does not apply: no AVX-512,
-/// k_len above SHORT_K, n outside 2..=MULTI_MAX, or Q8_0 and BF8 weights.
+/// k_len above SHORT_K, n outside 1..=MULTI_MAX, or Q8_0 and BF8 weights.
 ///
 /// # Safety
 /// `y` valid for writes at `y.at(t, r)` (t < n, r in `rows`) that no other
@@ -433,7 +433,7 @@ pub unsafe fn short_rows_multi(
     {
         if isa() == Isa::Avx512
             && (1..=SHORT_K).contains(&k_len)
-            && (2..=MULTI_MAX).contains(&n)
+            && (1..=MULTI_MAX).contains(&n)
             && x.len() >= n * k_len
             && !matches!(dtype, DType::BF8 | DType::Q8_0)
             && dtype.row_bytes(k_len).is_some_and(|b| b <= rb)
@@ -2075,7 +2075,7 @@ pub(crate) mod tests {
                     let e = enc(dt, &w[r * k..(r + 1) * k]);
                     bytes[r * rb..r * rb + e.len()].copy_from_slice(&e);
                 }
-                for n in [2, 5, 8] {
+                for n in [1, 2, 5, 8] {
                     let x = data(n * k, 40 + n as u32);
                     let (ld, range) = (rows + 2, 3..rows - 1);
                     let mut y = vec![f32::NAN; n * ld];
@@ -2121,7 +2121,8 @@ pub(crate) mod tests {
         let mut y = [f32::NAN; 16];
         for (k, n, dt) in [
             (SHORT_K + 1, 2, DType::F32),
-            (8, 1, DType::F32),
+            (8, 0, DType::F32),
+            (8, MULTI_MAX + 1, DType::F32),
             (32, 2, DType::Q8_0),
         ] {
             let bytes = vec![0u8; 8 * dt.row_bytes(k).unwrap()];
