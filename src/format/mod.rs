@@ -154,9 +154,18 @@ pub fn open_backing_with(path: &str, copy: bool, huge_pages: bool) -> Result<Arc
     Ok(Arc::new(Backing::Mmap(map)))
 }
 
+/// Maps (or reads) the file at `path` as `opts` ask.
+fn open_for(path: &str, opts: &LoadOptions) -> Result<Arc<Backing>> {
+    open_backing_with(path, opts.copy, opts.huge_pages || huge_pages_from_env())
+}
+
 /// Loads a model file, detecting its format from the first bytes.
 pub fn load(path: &str, opts: &LoadOptions) -> Result<Model> {
-    let backing = open_backing_with(path, opts.copy, opts.huge_pages || huge_pages_from_env())?;
+    load_lm(path, open_for(path, opts)?, opts)
+}
+
+/// [`load`] from the file's bytes, already mapped or read.
+fn load_lm(path: &str, backing: Arc<Backing>, opts: &LoadOptions) -> Result<Model> {
     let bytes = backing.bytes();
     if bytes.len() < 4 {
         return Err(Error::format(format!(
@@ -190,7 +199,7 @@ pub enum AnyModel {
 /// Loads a language model or a classifier: GGUF by `general.architecture`,
 /// v1 files by which family's reading makes the file size exact.
 pub fn load_any(path: &str, opts: &LoadOptions) -> Result<AnyModel> {
-    let backing = open_backing_with(path, opts.copy, opts.huge_pages || huge_pages_from_env())?;
+    let backing = open_for(path, opts)?;
     let bytes = backing.bytes();
     if bytes.len() >= 4 && &bytes[..4] == b"GGUF" {
         let f = gguf::GgufFile::parse(bytes).map_err(|e| e.context(path))?;
@@ -208,8 +217,8 @@ pub fn load_any(path: &str, opts: &LoadOptions) -> Result<AnyModel> {
             return Ok(AnyModel::Classifier(m));
         }
     }
-    drop(backing);
-    load(path, opts).map(AnyModel::Lm)
+    // A language model, from the same mapping (not the file opened again).
+    load_lm(path, backing, opts).map(AnyModel::Lm)
 }
 
 #[cfg(test)]

@@ -2079,7 +2079,7 @@ pub(crate) mod tests {
                     let x = data(n * k, 40 + n as u32);
                     let (ld, range) = (rows + 2, 3..rows - 1);
                     let mut y = vec![f32::NAN; n * ld];
-                    // n = 5 writes through one pointer per vector.
+                    // Odd n (1, 5) write through one pointer per vector.
                     let dest = crate::kernels::vnni::tests::dest_for(&mut y, n, ld);
                     // SAFETY: t·ld + r < n·ld for t < n, r < rows.
                     let took = unsafe {

@@ -154,9 +154,10 @@ unsafe fn rows_dot(
     let mut out = [0.0f32; MAX_SEQS];
     let mut rows = rows;
     if qx.is_none() && w.panels.is_none() {
-        // Short rows (dt_proj): 16 rows converted once, their sums reduced
-        // together (one sequence too: a call per 48-column row cost more
-        // than its products; +3.7% per int8 token, +0.5% f16 and bf16).
+        // Short rows (at most SHORT_K columns: dt_proj): 16 rows converted
+        // once, their sums reduced together (one sequence too: a call per
+        // 48-column row cost more than its products; +3.7% per int8 token,
+        // +0.5% f16 and bf16).
         if simd::short_rows_multi(w.dtype, bytes, rb, rows.clone(), x, n, k, w.scale, y) {
             return;
         }
