@@ -1238,6 +1238,9 @@ pub(crate) mod x86 {
     /// i + i+4, i + i+2, i + i+1), so each equals that reduction bit for
     /// bit (tested), at a third of its cost: the vectors are reduced
     /// together, two per shuffle, instead of one at a time.
+    ///
+    /// # Safety
+    /// avx512f.
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub unsafe fn reduce8(v: &[__m512; 8]) -> __m256 {
@@ -1279,12 +1282,16 @@ pub(crate) mod x86 {
 
     /// out[j][t] = the lane sum of a[j][t] (as `_mm512_reduce_add_ps`), a
     /// row's N sums at once through [`reduce8`] (lanes past N: 0).
+    ///
+    /// # Safety
+    /// avx512f.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn reduce_rows<const N: usize, const R: usize>(
         a: [[__m512; N]; R],
         out: &mut [[f32; 8]; R],
     ) {
+        const { assert!(N <= 8) };
         for (aj, oj) in a.iter().zip(out.iter_mut()) {
             let v: [__m512; 8] =
                 std::array::from_fn(|t| if t < N { aj[t] } else { _mm512_setzero_ps() });
