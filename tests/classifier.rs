@@ -423,6 +423,8 @@ mod lineage_c {
                         conv_b: Some(v(&p("conv1d.bias"), di)),
                         x_proj: t(&p("x_proj.weight"), dr + 2 * ds, di),
                         dt_proj: t(&p("dt_proj.weight"), di, dr),
+                        dt_proj_t: None,
+                        x_proj_t: None,
                         dt_bias: v(&p("dt_proj.bias"), di),
                         a: Tensor::from_f32(&a, di, ds),
                         d: v(&p("D"), di),

@@ -1150,6 +1150,8 @@ pub(crate) fn mixer_weights(
         conv_b: v.f32_opt(&n("ssm_conv1d.bias"), di)?,
         x_proj: v.get(&n("ssm_x.weight"), dr + 2 * ds, di, None)?,
         dt_proj: v.get(&n("ssm_dt.weight"), di, dr, None)?,
+        dt_proj_t: None,
+        x_proj_t: None,
         dt_bias: v.f32(&n("ssm_dt.bias"), 1, di, None)?,
         a: v.f32(&n("ssm_a"), di, ds, None)?,
         d: v.f32(&n("ssm_d"), 1, di, None)?,

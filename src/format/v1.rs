@@ -378,6 +378,8 @@ fn load_impl(
                 conv_b: Some(conv_b[i].clone()),
                 x_proj: x_proj[i].clone(),
                 dt_proj: dt_proj[i].clone(),
+                dt_proj_t: None,
+                x_proj_t: None,
                 dt_bias: dt_bias[i].clone(),
                 a: a[i].clone(),
                 d: dd[i].clone(),

@@ -130,6 +130,8 @@ fn mixer(
         conv_b: Some(take(2, 1, di)?),
         x_proj: take(3, dr + 2 * ds, di)?,
         dt_proj: take(4, di, dr)?,
+        dt_proj_t: None,
+        x_proj_t: None,
         dt_bias: take(5, 1, di)?,
         a: take(6, di, ds)?,
         d: take(7, 1, di)?,

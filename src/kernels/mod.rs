@@ -12,6 +12,7 @@ pub mod convert;
 pub mod panels;
 pub mod scan;
 pub mod simd;
+pub mod transposed;
 pub mod vnni;
 
 use crate::model::{DType, Tensor};

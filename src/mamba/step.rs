@@ -3,14 +3,16 @@
 //! row read once for all of them).
 //!
 //! The math is [`super::block`]'s, reordered so that threads split the work
-//! per channel instead of per product: four phases per layer, each cut into
-//! chunks that run on whichever threads are free ([`crate::threads::phased`]).
+//! per channel instead of per product: three phases per layer, each cut
+//! into chunks that run on whichever threads are free
+//! ([`crate::threads::phased`]).
 //!
 //! ```text
 //!   (caller)  xn = rmsnorm(x)
 //!   phase A   per channel ch:  xs, z = in_proj rows ch and d_inner+ch
 //!                              u[ch] = SiLU(conv(state[ch], xs));  z = SiLU(z)
-//!   phase B   per row j of x_proj:  dbl[j] = x_proj[j] · u       (dt_low | B | C)
+//!                              per block b of 128 channels:  part[b] = x_proj[:, b] · u[b]
+//!   (caller)  dbl = Σ_b part[b]                                 (dt_low | B | C)
 //!   phase C   per channel ch:  dt = softplus(dt_proj[ch] · dt_low + dt_bias[ch])
 //!                              h[ch] = exp(dt·A)⊙h + dt·B·u ;  y = (h·C + D·u)·z
 //!   phase D   per row r of out_proj:  x[r] += out_proj[r] · y
@@ -18,13 +20,19 @@
 //!   (caller)  xn = rmsnorm(x);   phase H: logits[v] = head[v] · xn
 //! ```
 //!
+//! x_proj and dt_proj are kept by column ([`kernels::transposed`], made at
+//! load on AVX-512): their rows are short (dt_proj) or few (x_proj), and by
+//! column their products need no sums across lanes, and x_proj splits by
+//! channel like phase A. Without that copy x_proj gets a phase of its own
+//! between A and C (phase B: per row j, dbl[j] = x_proj[j] · u).
+//!
 //! With one sequence every element is computed by the same kernel call
 //! whatever the split, so the logits are bit-identical for any thread count
 //! (tested). [`super::block::forward`] (prompts) orders the scan's sums
 //! differently (its states stay in registers over a block of tokens): the
 //! two agree within f32 rounding (the prompt-vs-step parity tests). With
 //! several sequences, each weight row is converted once and used for every
-//! sequence ([`simd::dot_rows_multi_r`], [`simd::short_rows_multi`], or the
+//! sequence ([`simd::dot_rows_multi_r`], the column-major kernels, or the
 //! int8 panel kernel).
 
 use super::lm::LmState;
@@ -34,6 +42,9 @@ use crate::model::{Model, Tensor};
 /// Most sequences one step advances together.
 pub const MAX_SEQS: usize = simd::MULTI_MAX;
 
+/// Channels per partial sum of x_proj, when it is kept by column.
+const XBLOCK: usize = 128;
+
 /// Work buffers of one decode step, for up to [`MAX_SEQS`] sequences; row t
 /// of each belongs to sequence t.
 pub struct StepBufs {
@@ -42,6 +53,7 @@ pub struct StepBufs {
     xz: Vec<f32>,     // n × 2·d_inner: [xs | SiLU(z)]
     u: Vec<f32>,      // n × d_inner: SiLU(conv(xs))
     dbl: Vec<f32>,    // n × (dt_rank + 2·d_state): [dt_low | B | C]
+    xpart: Vec<f32>,  // blocks × n × (dt_rank + 2·d_state): x_proj per channel block
     dt_low: Vec<f32>, // n × dt_rank (dbl's first columns, contiguous)
     dt: Vec<f32>,     // n × d_inner
     y: Vec<f32>,      // n × d_inner: scan output, gated
@@ -58,6 +70,7 @@ impl StepBufs {
             xz: vec![0.0; n * 2 * c.d_inner],
             u: vec![0.0; n * c.d_inner],
             dbl: vec![0.0; n * (c.dt_rank + 2 * c.d_state)],
+            xpart: vec![0.0; c.d_inner.div_ceil(XBLOCK) * n * (c.dt_rank + 2 * c.d_state)],
             dt_low: vec![0.0; n * c.dt_rank],
             dt: vec![0.0; n * c.d_inner],
             y: vec![0.0; n * c.d_inner],
@@ -75,6 +88,7 @@ struct Ptrs {
     xz: *mut f32,
     u: *mut f32,
     dbl: *mut f32,
+    xpart: *mut f32,
     dt_low: *mut f32,
     dt: *mut f32,
     y: *mut f32,
@@ -98,7 +112,7 @@ unsafe impl Sync for Ptrs {}
 enum Phase {
     /// in_proj + conv + SiLU, by channel.
     InConv(usize),
-    /// x_proj, by row.
+    /// x_proj, by row (where x_proj is not kept by column: see `fold`).
     XProj(usize),
     /// dt_proj + softplus + scan + D skip + gate, by channel.
     Scan(usize),
@@ -267,20 +281,29 @@ pub fn step<'a>(
     // per thread on this machine: 2 for one sequence, 1 for batches (whose
     // pieces take longer, each thread one long run: 2-12% faster).
     let per = if n > 1 { 1 } else { 2 };
-    // Channel chunks start on multiples of 64: each quantizes its part of
-    // the scan's output for out_proj in whole 64-input chunks.
-    let ch = Split::aligned(di, per * threads, 64);
+    // x_proj kept by column (`kernels::transposed`, AVX-512): each channel
+    // chunk adds its own channels' share of x_proj right after making u,
+    // one partial sum per block of XBLOCK channels, and the caller adds the
+    // blocks' sums in block order before the scan. That spares x_proj a
+    // phase of its own (and a wait for the slower thread) in every layer,
+    // and its results do not depend on the split.
+    let fold = w.layers.iter().all(|l| l.mixer.x_proj_t.is_some());
+    let per_layer = if fold { 3 } else { 4 };
+    // Channel chunks start on multiples of 64 (each quantizes its part of
+    // the scan's output for out_proj in whole 64-input chunks) and, when
+    // x_proj is folded, of XBLOCK.
+    let ch = Split::aligned(di, per * threads, if fold { XBLOCK } else { 64 });
     let xp = Split::new(nd, 2 * threads);
     let outs = Split::new(dm, per * threads);
     let head = Split::new(pv, 4 * threads);
     let n_layers = c.n_layers;
     let phase = |p: usize| -> Phase {
-        let l = p / 4;
-        match (l < n_layers, p % 4) {
-            (false, _) => Phase::Head,
-            (true, 0) => Phase::InConv(l),
-            (true, 1) => Phase::XProj(l),
-            (true, 2) => Phase::Scan(l),
+        let (l, i) = (p / per_layer, p % per_layer);
+        match (l < n_layers, fold, i) {
+            (false, ..) => Phase::Head,
+            (true, _, 0) => Phase::InConv(l),
+            (true, false, 1) => Phase::XProj(l),
+            (true, true, 1) | (true, false, 2) => Phase::Scan(l),
             _ => Phase::Out(l),
         }
     };
@@ -315,6 +338,7 @@ pub fn step<'a>(
         xz: b.xz.as_mut_ptr(),
         u: b.u.as_mut_ptr(),
         dbl: b.dbl.as_mut_ptr(),
+        xpart: b.xpart.as_mut_ptr(),
         dt_low: b.dt_low.as_mut_ptr(),
         dt: b.dt.as_mut_ptr(),
         y: b.y.as_mut_ptr(),
@@ -407,6 +431,21 @@ pub fn step<'a>(
                     }
                     kernels::silu_slice(u);
                 }
+                if let (true, Some(xt)) = (fold, &m.x_proj_t) {
+                    // Writes xpart[b][t][..] for the chunk's blocks b (rg
+                    // starts on a block), reading u[t][b's channels], which
+                    // this chunk wrote above.
+                    for b in rg.start / XBLOCK..rg.end.div_ceil(XBLOCK) {
+                        let cols = b * XBLOCK..((b + 1) * XBLOCK).min(di);
+                        let y = ptr.xpart.wrapping_add(b * n * nd);
+                        // SAFETY: u[t·di + k] for t < n, k in cols lies in
+                        // u and is this chunk's; block b's n × nd sums lie
+                        // in xpart and are this chunk's alone.
+                        unsafe {
+                            xt.part_dot(0..nd, cols, ptr.u, di, n, Dest::Strided { y, ld: nd })
+                        };
+                    }
+                }
             }
             Phase::XProj(l) => {
                 // Writes dbl[t][rows].
@@ -428,16 +467,14 @@ pub fn step<'a>(
                 let m = &w.layers[l].mixer;
                 let rg = ch.range(i);
                 let dt_low = &*slice(ptr.dt_low, 0, n * r);
+                let dt_dest = Dest::Strided { y: ptr.dt, ld: di };
                 // SAFETY: this chunk's channels, t < n, inside dt.
                 unsafe {
-                    rows_dot(
-                        &m.dt_proj,
-                        rg.clone(),
-                        dt_low,
-                        n,
-                        Dest::Strided { y: ptr.dt, ld: di },
-                        qx,
-                    )
+                    match &m.dt_proj_t {
+                        // By column: no lane sums (`kernels::transposed`).
+                        Some(tp) => tp.rows_dot(rg.clone(), dt_low, n, dt_dest),
+                        None => rows_dot(&m.dt_proj, rg.clone(), dt_low, n, dt_dest, qx),
+                    }
                 };
                 let (a, dvec) = (m.a.as_f32(), m.d.as_f32());
                 for t in 0..n {
@@ -525,6 +562,20 @@ pub fn step<'a>(
             Phase::InConv(l) => Some(w.layers[l].norm.as_f32()),
             Phase::Head => Some(w.norm_f.as_f32()),
             Phase::Scan(_) => {
+                if fold {
+                    // dbl = the blocks' x_proj sums, added in block order.
+                    let dbl = slice(ptr.dbl, 0, n * nd);
+                    for b in 0..di.div_ceil(XBLOCK) {
+                        let part = &*slice(ptr.xpart, b * n * nd, n * nd);
+                        if b == 0 {
+                            dbl.copy_from_slice(part);
+                        } else {
+                            for (d, v) in dbl.iter_mut().zip(part) {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
                 for t in 0..n {
                     let src = &*slice(ptr.dbl, t * nd, r);
                     slice(ptr.dt_low, t * r, r).copy_from_slice(src);
@@ -553,5 +604,5 @@ pub fn step<'a>(
         }
     };
 
-    crate::threads::phased(4 * n_layers + 1, chunks, work, between);
+    crate::threads::phased(per_layer * n_layers + 1, chunks, work, between);
 }

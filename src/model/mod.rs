@@ -104,8 +104,13 @@ pub struct MixerWeights {
     pub conv_b: Option<Tensor>,
     /// (dt_rank + 2·d_state, d_inner).
     pub x_proj: Tensor,
+    /// x_proj kept by column for decode steps, like `dt_proj_t`.
+    pub x_proj_t: Option<std::sync::Arc<crate::kernels::transposed::Transposed>>,
     /// (d_inner, dt_rank).
     pub dt_proj: Tensor,
+    /// dt_proj kept by column for decode steps (`kernels::transposed`), set
+    /// by [`Model::new_lm`] where the kernel applies; prompts use `dt_proj`.
+    pub dt_proj_t: Option<std::sync::Arc<crate::kernels::transposed::Transposed>>,
     /// (d_inner), f32.
     pub dt_bias: Tensor,
     /// (d_inner, d_state), f32, already -exp(A_log).
@@ -195,6 +200,27 @@ impl LmWeights {
         });
         ts.retain(|t| t.panels.is_none() && t.is_mapped());
         crate::kernels::panels::convert(&mut ts, true);
+    }
+
+    /// Gives each layer's x_proj and dt_proj their column-major copies for
+    /// decode steps (`kernels::transposed`: the same element type, so the
+    /// same bytes), handing back the file pages they were read from
+    /// (prompts read them again). A matrix whose copy cannot be made keeps
+    /// the row-wise kernels.
+    pub fn transpose_small_projections(&mut self) {
+        use crate::kernels::transposed::Transposed;
+        use rayon::prelude::*;
+        self.layers.par_iter_mut().for_each(|l| {
+            let m = &mut l.mixer;
+            for (t, copy) in [(&m.x_proj, &mut m.x_proj_t), (&m.dt_proj, &mut m.dt_proj_t)] {
+                if copy.is_none() {
+                    *copy = Transposed::of(t).map(std::sync::Arc::new);
+                    if copy.is_some() {
+                        t.release_rows(0..t.rows);
+                    }
+                }
+            }
+        });
     }
 
     /// Checks every tensor's shape against the config; names the tensor on error.
@@ -317,6 +343,7 @@ impl Model {
             l.mixer.flush_subnormals(false);
         }
         weights.norm_f.flush_subnormals();
+        weights.transpose_small_projections();
         let int8_vnni = std::env::var("MAMBA_INT8_VNNI").map_or(true, |v| v.trim() != "0");
         if int8_vnni && crate::kernels::vnni::has_vnni() {
             weights.convert_for_vnni();
