@@ -189,7 +189,10 @@ impl Transposed {
         assert!(cols.start < cols.end && cols.end <= self.cols);
         assert!((1..=MAX_INPUTS).contains(&n));
         if let Data::Q8_0(..) = self.data {
-            assert!(cols.start.is_multiple_of(32) && (cols.end.is_multiple_of(32) || cols.end == self.cols));
+            assert!(
+                cols.start.is_multiple_of(32)
+                    && (cols.end.is_multiple_of(32) || cols.end == self.cols)
+            );
         }
         #[cfg(target_arch = "x86_64")]
         {

@@ -148,6 +148,35 @@ fn conv_seq(
     }
 }
 
+/// y (n × rows) = x (n × cols) · Wᵀ for x_proj and dt_proj: through their
+/// column-major copy where the model has one (decode steps use it too, so
+/// the stored rows are not read again after load), four tokens per call,
+/// the calls spread over the threads; else [`kernels::matmul`].
+fn small_matmul(
+    w: &crate::model::Tensor,
+    t: Option<&kernels::transposed::Transposed>,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+) {
+    let Some(t) = t else {
+        return kernels::matmul(w, x, n, y);
+    };
+    let (rows, cols) = (t.rows, t.cols);
+    assert!(x.len() >= n * cols && y.len() >= n * rows);
+    const PER: usize = 4;
+    let yp = SyncPtr(y.as_mut_ptr());
+    crate::threads::par_for(n.div_ceil(PER), |c| {
+        let (t0, m) = (c * PER, PER.min(n - c * PER));
+        let dest = kernels::Dest::Strided {
+            y: yp.get().wrapping_add(t0 * rows),
+            ld: rows,
+        };
+        // SAFETY: task c alone writes rows t0..t0 + m of y (inside it).
+        unsafe { t.rows_dot(0..rows, &x[t0 * cols..(t0 + m) * cols], m, dest) };
+    });
+}
+
 fn add_bias(rows: &mut [f32], width: usize, bias: Option<&crate::model::Tensor>) {
     if let Some(b) = bias {
         let b = b.as_f32();
@@ -209,13 +238,13 @@ pub fn forward(
     // 3. x_proj to [dt_low | B | C]; 4. dt = softplus(dt_proj(dt_low) + bias).
     //    (Exact inputs even with d.int8: these feed the scan's dt, B and C.)
     let dbl = &mut s.dbl[..n * nd];
-    kernels::matmul(&w.x_proj, u, n, dbl);
+    small_matmul(&w.x_proj, w.x_proj_t.as_deref(), u, n, dbl);
     let dt_low = &mut s.dt_low[..n * r];
     for t in 0..n {
         dt_low[t * r..(t + 1) * r].copy_from_slice(&dbl[t * nd..t * nd + r]);
     }
     let dt = &mut s.dt[..n * di];
-    kernels::matmul(&w.dt_proj, dt_low, n, dt);
+    small_matmul(&w.dt_proj, w.dt_proj_t.as_deref(), dt_low, n, dt);
     let dtb = w.dt_bias.as_f32();
     par_rows(dt, di, |_, rows| {
         for row in rows.chunks_exact_mut(di) {
