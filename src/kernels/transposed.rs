@@ -1,6 +1,8 @@
-//! A matrix of few columns kept column by column, so that its products run
-//! with rows in vector lanes: dt_proj (d_inner × dt_rank, dt_rank 48 to
-//! 160) in decode steps.
+//! A small matrix kept column by column, so that its products run with rows
+//! in vector lanes: x_proj ((dt_rank + 2·d_state) × d_inner, 80 rows in the
+//! 130m shape) and dt_proj (d_inner × dt_rank, rows of 48 to 160 columns),
+//! in decode steps and prompts alike (made at load on AVX-512 by
+//! [`crate::model::LmWeights::transpose_small_projections`]).
 //!
 //! Stored row by row, each of dt_proj's short rows is a dot product whose
 //! 16 lanes must be summed at its end, and that summing cost more than the
@@ -9,18 +11,23 @@
 //! consecutive rows are one vector per column, and
 //! `y[r] = Σ_k W[r, k]·x[k]` is one chain of vector FMAs over k with x[k]
 //! broadcast: no horizontal sums at all, and each weight vector is loaded
-//! once for all the inputs of a batch. In the 130m shape (1536 × 48, one
-//! core, in cache): 8 inputs 9 µs against 27 for the row-wise kernel, one
-//! input 3–5 µs against 11–17.
+//! once for all the inputs of a batch. In the 130m shape (one core, in
+//! cache): dt_proj, 8 inputs 9 µs against 27 for the row-wise kernel, one
+//! input 3–5 µs against 11–17; x_proj, 8 inputs 14–21 µs against 22–30.
+//! A range of columns gives a partial product ([`Transposed::part_dot`]):
+//! a decode step computes x_proj per block of channels as it makes them.
 //!
 //! The copy keeps the stored element type where the kernel can widen it on
-//! the fly (f32, f16, bf16, int8 with its per-row scales), so it takes the
-//! bytes of the stored rows; other types are widened to f32 at load.
+//! the fly (f32, f16, bf16, int8 with its per-row scales, Q8_0 with its
+//! per-block scales), so it takes the bytes of the stored rows, whose file
+//! pages are handed back; other types are widened to f32 at load.
 //!
 //! Each output is `scale[r] · (…((W[r,0]·x[0] + W[r,1]·x[1]) + …))`, one
-//! fused multiply-add per column in column order, whatever the number of
-//! inputs, the row range or the lane a row sits in: a batch and a single
-//! sequence get the same bits (tested).
+//! fused multiply-add per column in column order (Q8_0: per block of 32
+//! columns, each block's sum times its scale added in block order),
+//! whatever the number of inputs, the row range or the lane a row sits in:
+//! a batch and a single sequence get the same bits (tested). For f32 and
+//! f16 that is also the order of the prompt GEMM's sums.
 
 use super::Dest;
 use crate::model::{DType, Tensor};

@@ -104,12 +104,14 @@ pub struct MixerWeights {
     pub conv_b: Option<Tensor>,
     /// (dt_rank + 2·d_state, d_inner).
     pub x_proj: Tensor,
-    /// x_proj kept by column for decode steps, like `dt_proj_t`.
+    /// x_proj kept by column, like `dt_proj_t`.
     pub x_proj_t: Option<std::sync::Arc<crate::kernels::transposed::Transposed>>,
     /// (d_inner, dt_rank).
     pub dt_proj: Tensor,
-    /// dt_proj kept by column for decode steps (`kernels::transposed`), set
-    /// by [`Model::new_lm`] where the kernel applies; prompts use `dt_proj`.
+    /// dt_proj kept by column (`kernels::transposed`), set by
+    /// [`Model::new_lm`] where the kernel applies (AVX-512); decode steps and
+    /// prompts multiply through it instead of `dt_proj`, whose file pages
+    /// are handed back.
     pub dt_proj_t: Option<std::sync::Arc<crate::kernels::transposed::Transposed>>,
     /// (d_inner), f32.
     pub dt_bias: Tensor,
