@@ -150,17 +150,6 @@ impl Transposed {
         })
     }
 
-    /// Bytes the copy holds.
-    pub fn bytes(&self) -> usize {
-        let data = match &self.data {
-            Data::F32(d) => d.len() * 4,
-            Data::F16(d) | Data::BF16(d) => d.len() * 2,
-            Data::I8(d) => d.len(),
-            Data::Q8_0(d, ks) => d.len() + ks.len() * 4,
-        };
-        data + self.scales.len() * 4
-    }
-
     /// y.at(t, r) = W[r]·x[t] for r in `rows`, t < n (1 to [`MAX_INPUTS`];
     /// x is n × cols).
     ///

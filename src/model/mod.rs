@@ -204,11 +204,11 @@ impl LmWeights {
         crate::kernels::panels::convert(&mut ts, true);
     }
 
-    /// Gives each layer's x_proj and dt_proj their column-major copies for
-    /// decode steps (`kernels::transposed`: the same element type, so the
-    /// same bytes), handing back the file pages they were read from
-    /// (prompts read them again). A matrix whose copy cannot be made keeps
-    /// the row-wise kernels.
+    /// Gives each layer's x_proj and dt_proj their column-major copies
+    /// (`kernels::transposed`: the same element type, so the same bytes),
+    /// handing back the file pages they were read from: decode steps and
+    /// prompts multiply through the copies. A matrix whose copy cannot be
+    /// made keeps the row-wise kernels.
     pub fn transpose_small_projections(&mut self) {
         use crate::kernels::transposed::Transposed;
         use rayon::prelude::*;
