@@ -374,8 +374,6 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::kernels::simd::tests::data;
-    use crate::model::Backing;
-    use std::sync::Arc;
 
     /// A rows × cols tensor of `dt` holding `w` (rounded to the type), on the heap.
     fn tensor(dt: DType, w: &[f32], rows: usize, cols: usize, scale: f32) -> Tensor {
@@ -421,12 +419,7 @@ mod tests {
                 _ => unreachable!(),
             }
         }
-        let mut v = vec![0u64; bytes.len().div_ceil(8)];
-        // SAFETY: v holds at least bytes.len() bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr() as *mut u8, bytes.len())
-        };
-        Tensor::view(&Arc::new(Backing::Heap(v)), 0, dt, rows, cols, "test")
+        Tensor::from_bytes(&bytes, dt, rows, cols, "test")
             .unwrap()
             .with_scale(scale)
     }

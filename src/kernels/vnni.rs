@@ -724,8 +724,6 @@ mod x86 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::tensor::Backing;
-    use std::sync::Arc;
 
     pub(crate) fn rng(seed: u32) -> impl FnMut() -> u32 {
         let mut s = seed;
@@ -767,13 +765,7 @@ pub(crate) mod tests {
                 }
             }
         }
-        let mut words = vec![0u64; b.len().div_ceil(8)];
-        // SAFETY: words holds at least b.len() bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(b.as_ptr(), words.as_mut_ptr() as *mut u8, b.len())
-        };
-        let backing = Arc::new(Backing::Heap(words));
-        Tensor::view(&backing, 0, dtype, rows, cols, "test").unwrap()
+        Tensor::from_bytes(&b, dtype, rows, cols, "test").unwrap()
     }
 
     /// The exact result for the quantized inputs, in f64: Σ_blocks

@@ -181,6 +181,23 @@ impl Tensor {
         Tensor::view(&backing, 0, DType::F32, rows, cols, "converted").expect("heap view")
     }
 
+    /// A tensor on the heap holding a copy of `bytes`: rows × cols of
+    /// `dtype`, stored as in a file (8-byte aligned, so any type's view is).
+    pub fn from_bytes(
+        bytes: &[u8],
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        name: &str,
+    ) -> Result<Tensor> {
+        let mut v = vec![0u64; bytes.len().div_ceil(8)];
+        // SAFETY: v holds at least bytes.len() bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr() as *mut u8, bytes.len())
+        };
+        Tensor::view(&Arc::new(Backing::Heap(v)), 0, dtype, rows, cols, name)
+    }
+
     pub fn with_scale(mut self, scale: f32) -> Tensor {
         self.scale = scale;
         self
