@@ -38,7 +38,8 @@ fn weight_bytes(m: &Model) -> u64 {
 }
 
 /// Sums a slice. `fast`: four independent vector accumulators and software
-/// prefetches 8 KiB ahead into L1 and 24 KiB ahead into L2 (what the decode
+/// prefetches 8 KiB ahead into L1 (into L2 where the kernels' prefetches go
+/// there: `simd::prefetch_l2`) and 24 KiB ahead into L2 (what the decode
 /// kernels do): the best a streaming
 /// read achieves. Otherwise a plain loop the compiler vectorizes: the "plain
 /// read" the speed issue states its bounds against.
@@ -66,9 +67,15 @@ unsafe fn sum_avx512(c: &[f32]) -> f32 {
     let p = c.as_ptr();
     let mut acc = [_mm512_setzero_ps(); 4];
     let mut i = 0;
+    let l2 = mamba::kernels::simd::prefetch_l2();
     while i + 64 <= c.len() {
         for (j, a) in acc.iter_mut().enumerate() {
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i + 2048 + 16 * j) as *const i8);
+            let near = p.wrapping_add(i + 2048 + 16 * j) as *const i8;
+            if l2 {
+                _mm_prefetch::<_MM_HINT_T1>(near);
+            } else {
+                _mm_prefetch::<_MM_HINT_T0>(near);
+            }
             _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(i + 6144 + 16 * j) as *const i8);
             *a = _mm512_add_ps(*a, _mm512_loadu_ps(p.add(i + 16 * j)));
         }
@@ -265,13 +272,14 @@ fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
          measured just before and just after each row's decode (the better of the two is that \
          row's bound):\n\
          - plain read (a vectorized sum, as the speed issue measures it): up to {:.1} GB/s with 1 thread, {:.1} GB/s with 2 in this run;\n\
-         - best read (4 accumulators + prefetch 8 KiB ahead into L1 and 24 KiB into L2, as the decode kernels read): up to {:.1} GB/s with 1 thread, {:.1} GB/s with 2.\n\
+         - best read (4 accumulators + prefetch 8 KiB ahead into {} and 24 KiB into L2, as the decode kernels read): up to {:.1} GB/s with 1 thread, {:.1} GB/s with 2.\n\
          % of bound = decode GB/s (tok/s × weight bytes per token) ÷ the row's bound.\n\
          decode and batch-8 alternate, 7 runs each: the tok/s columns are each one's best run; \
          batch/single is best ÷ best, and \"paired\" the median over the 7 adjacent pairs of \
          the pair's batch ÷ decode.",
         bw[0][0] / 1e9,
         bw[0][1] / 1e9,
+        if mamba::kernels::simd::prefetch_l2() { "L2" } else { "L1" },
         bw[1][0] / 1e9,
         bw[1][1] / 1e9
     );

@@ -11,7 +11,9 @@
 //! expf per element, which made the scan the bulk of an AVX2 prompt).
 
 use super::convert::{dequant_bytes, q8row_scale};
-use super::simd::{EXP_LN2, EXP_POLY, LOG_LN2, LOG_POLY, PF_DIST, PF_FAR};
+use super::simd::{
+    prefetch_l2, prefetch_near, EXP_LN2, EXP_POLY, LOG_LN2, LOG_POLY, PF_DIST, PF_FAR,
+};
 use crate::model::DType;
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -64,10 +66,11 @@ pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 4];
     let mut i = 0;
+    let l2 = prefetch_l2();
     while i + 32 <= n {
-        // PF_DIST ahead into L1, PF_FAR ahead into L2.
-        _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + PF_DIST / 4) as *const i8);
-        _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + PF_DIST / 4 + 16) as *const i8);
+        // PF_DIST ahead into L1 (or L2), PF_FAR ahead into L2.
+        prefetch_near(pa.wrapping_add(i + PF_DIST / 4) as *const i8, l2);
+        prefetch_near(pa.wrapping_add(i + PF_DIST / 4 + 16) as *const i8, l2);
         _mm_prefetch::<_MM_HINT_T1>(pa.wrapping_add(i + PF_FAR / 4) as *const i8);
         _mm_prefetch::<_MM_HINT_T1>(pa.wrapping_add(i + PF_FAR / 4 + 16) as *const i8);
         for (j, aj) in acc.iter_mut().enumerate() {
@@ -117,10 +120,12 @@ macro_rules! dot_conv {
             let (pw, px) = (row.as_ptr(), x.as_ptr());
             let mut acc = [_mm256_setzero_ps(); 4];
             let mut i = 0;
+            let l2 = prefetch_l2();
             while i + 32 <= n {
                 for j in 0..$esize {
-                    _mm_prefetch::<_MM_HINT_T0>(
-                        pw.wrapping_add(i * $esize + PF_DIST + 32 * j) as *const i8
+                    prefetch_near(
+                        pw.wrapping_add(i * $esize + PF_DIST + 32 * j) as *const i8,
+                        l2,
                     );
                 }
                 // And PF_FAR ahead into L2, once per 32 elements (one
@@ -165,9 +170,10 @@ pub unsafe fn dot_q8_0(row: &[u8], x: &[f32]) -> f32 {
     assert!(row.len() >= nb * 34);
     let (pw, px) = (row.as_ptr(), x.as_ptr());
     let mut acc = [_mm256_setzero_ps(); 2];
+    let l2 = prefetch_l2();
     for b in 0..nb {
         let blk = pw.add(b * 34);
-        _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PF_DIST) as *const i8);
+        prefetch_near(blk.wrapping_add(PF_DIST) as *const i8, l2);
         let d = _mm256_cvtph_ps(_mm_set1_epi16(std::ptr::read_unaligned(blk as *const i16)));
         let xb = px.add(b * 32);
         let mut s = _mm256_mul_ps(load_i8(blk.add(2)), _mm256_loadu_ps(xb));
@@ -206,9 +212,10 @@ macro_rules! multi {
             let mut acc = [_mm256_setzero_ps(); N];
             let (pw, px) = (row.as_ptr(), x.as_ptr());
             let mut i = 0;
+            let l2 = prefetch_l2();
             while i + 8 <= k {
                 if i % 32 == 0 {
-                    _mm_prefetch::<_MM_HINT_T0>(pw.wrapping_add(i * $esize + PF_DIST) as *const i8);
+                    prefetch_near(pw.wrapping_add(i * $esize + PF_DIST) as *const i8, l2);
                 }
                 let w = $load(pw.add(i * $esize));
                 for t in 0..N {
@@ -247,9 +254,10 @@ pub unsafe fn multi_q8_0<const N: usize>(row: &[u8], x: &[f32], k: usize, out: &
     assert!(row.len() >= k / 32 * 34 && x.len() >= N * k && out.len() >= N);
     let mut acc = [_mm256_setzero_ps(); N];
     let (pw, px) = (row.as_ptr(), x.as_ptr());
+    let l2 = prefetch_l2();
     for b in 0..k / 32 {
         let blk = pw.add(b * 34);
-        _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PF_DIST) as *const i8);
+        prefetch_near(blk.wrapping_add(PF_DIST) as *const i8, l2);
         let d = _mm256_cvtph_ps(_mm_set1_epi16(std::ptr::read_unaligned(blk as *const i16)));
         for j in 0..4 {
             let w = _mm256_mul_ps(d, load_i8(blk.add(2 + 8 * j)));

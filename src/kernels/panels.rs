@@ -247,7 +247,7 @@ pub unsafe fn gemm(p: &Panels, scale: f32, rows: std::ops::Range<usize>, x: &Qua
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Panels, GROUP, PIECE_BLOCKS};
-    use crate::kernels::simd::{PF_DIST, PF_FAR};
+    use crate::kernels::simd::{prefetch_l2, prefetch_near, PF_DIST, PF_FAR};
     use crate::kernels::vnni::QuantX;
     use crate::kernels::Dest;
     use std::arch::x86_64::*;
@@ -382,17 +382,19 @@ mod x86 {
         let first = a.g0 * GROUP;
         let mask = group_mask(a.g0, &a.rows);
         let mut facc = [_mm512_setzero_ps(); NT];
-        // As in `tile`: 8 KiB ahead into L1, 24 KiB ahead into L2.
+        // As in `tile`: 8 KiB ahead into L1 (L2 where `prefetch_l2`), 24
+        // KiB ahead into L2.
         let mut pf = base.wrapping_add(PF_DIST + p.sc_lines * 64);
         let mut w = base.add(p.sc_lines * 64);
         // Block b: q of sequence t at u32 [8t..8t+8], -corr_b at [8·NT + t],
         // d at [9·NT + t].
         let mut xb = x.qi.as_ptr();
+        let l2 = prefetch_l2();
         for b in 0..p.nb {
             let mut iacc: [__m512i; NT] =
                 std::array::from_fn(|t| _mm512_set1_epi32(*xb.add(8 * NT + t) as i32));
             for s in 0..8 {
-                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(64 * s) as *const i8);
+                prefetch_near(pf.wrapping_add(64 * s) as *const i8, l2);
                 _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(PF_FAR - PF_DIST + 64 * s) as *const i8);
                 let wv = _mm512_load_si512(w.add(64 * s) as *const _);
                 for (t, ia) in iacc.iter_mut().enumerate() {
@@ -451,14 +453,16 @@ mod x86 {
         // Prefetch: the RG groups are one run of memory, read at RG lines
         // per step; the prefetch walks it `dist` ahead at that pace. Best
         // of 2 to 32 KiB measured on this machine: 4 KiB for one sequence,
-        // 8 KiB for 8. Into L1 (T0), as the other kernels: NTA kept no
-        // state cached on one VM of this machine kind, and on an Intel one
-        // (where NTA lines skip L2) it halved decode: 74 against 155-185
-        // tok/s for 130m q8_0 at 2 threads. Decode (up to 8 sequences)
-        // also prefetches [`PF_FAR`] ahead into L2 (T1).
+        // 8 KiB for 8. Into L1 (T0; L2 where `prefetch_l2` chose it), as
+        // the other kernels: NTA kept no state cached on one VM of this
+        // machine kind, and on an Intel one (where NTA lines skip L2) it
+        // halved decode: 74 against 155-185 tok/s for 130m q8_0 at 2
+        // threads. Decode (up to 8 sequences) also prefetches [`PF_FAR`]
+        // ahead into L2 (T1).
         let dist = if x.n == 1 { PF_DIST / 2 } else { PF_DIST };
         let pf0 = base[0].wrapping_add(dist + RG * p.sc_lines * 64);
         let far = if x.n <= 8 { PF_FAR - dist } else { 0 };
+        let l2 = prefetch_l2();
         for b in a.b0..a.b0 + a.bl {
             let mut iacc: [[[__m512i; RG]; NT]; KS] = std::array::from_fn(|c| {
                 std::array::from_fn(|t| {
@@ -475,7 +479,7 @@ mod x86 {
                 if a.pf {
                     for g in 0..RG {
                         let line = pf0.wrapping_add(RG * at + 64 * g);
-                        _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+                        prefetch_near(line as *const i8, l2);
                         if far > 0 {
                             _mm_prefetch::<_MM_HINT_T1>(line.wrapping_add(far) as *const i8);
                         }

@@ -186,6 +186,61 @@ pub(crate) const PF_DIST: usize = 8192;
 /// change for a batch-8 f16 step).
 pub(crate) const PF_FAR: usize = 24576;
 
+/// Whether the kernels' streaming prefetches (weight rows [`PF_DIST`] ahead,
+/// the SSM and conv states) fill L2 (`prefetcht1`) rather than L1
+/// (`prefetcht0`); [`PF_FAR`]'s always fill L2. Chosen once: L2 on AMD (and
+/// Hygon) CPUs, L1 elsewhere; `MAMBA_PREFETCH=l1` or `l2` overrides it.
+///
+/// The kernels were tuned on Intel hosts with T0 (host 2: a Xeon of the
+/// Sapphire Rapids class). On host 3 (AMD EPYC, Zen 4) T0 cost far more than
+/// it gave: one process alternating the two (130m, 2 threads) measured with
+/// T1 one-sequence decode +8% f32, +15% f16, +10% int8, +15% q8_0, and a
+/// batch-8 step +42% f32, +21% f16 (the batched float kernels); the states'
+/// prefetch as T1 too, batch steps another +5-6%. Not measured on an Intel
+/// CPU with T1, so Intel keeps what was measured there.
+pub fn prefetch_l2() -> bool {
+    static L2: OnceLock<bool> = OnceLock::new();
+    *L2.get_or_init(|| match std::env::var("MAMBA_PREFETCH").as_deref() {
+        Ok("l1") => false,
+        Ok("l2") => true,
+        _ => cpu_vendor_is_amd(),
+    })
+}
+
+/// The CPU's vendor string (CPUID leaf 0) names AMD or Hygon (Zen cores).
+fn cpu_vendor_is_amd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: CPUID leaf 0 exists on every x86-64 CPU (a safe function
+        // on newer compilers, hence the allow).
+        #[allow(unused_unsafe)]
+        let r = unsafe { std::arch::x86_64::__cpuid(0) };
+        let mut v = [0u8; 12];
+        v[..4].copy_from_slice(&r.ebx.to_le_bytes());
+        v[4..8].copy_from_slice(&r.edx.to_le_bytes());
+        v[8..].copy_from_slice(&r.ecx.to_le_bytes());
+        &v == b"AuthenticAMD" || &v == b"HygonGenuine"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Prefetches the line at `p` into L2 if `l2` ([`prefetch_l2`]), else L1.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn prefetch_near(p: *const i8, l2: bool) {
+    use std::arch::x86_64::*;
+    // SAFETY: a prefetch never faults, whatever the address.
+    #[allow(unused_unsafe)]
+    unsafe {
+        if l2 {
+            _mm_prefetch::<_MM_HINT_T1>(p)
+        } else {
+            _mm_prefetch::<_MM_HINT_T0>(p)
+        }
+    }
+}
+
 /// Calls `$f::<N>(args)` for the input count `$n` (2 to [`MULTI_MAX`]): the
 /// multi-input kernels are generic over N so their accumulators stay in
 /// registers.
@@ -566,12 +621,10 @@ fn conv4_step_portable(state: &mut [f32], w: &[f32], x: &[f32], u: &mut [f32]) {
 #[inline]
 pub fn prefetch_start(v: &[f32], bytes: usize) {
     #[cfg(target_arch = "x86_64")]
+    let l2 = prefetch_l2();
+    #[cfg(target_arch = "x86_64")]
     for off in (0..bytes.min(v.len() * 4)).step_by(64) {
-        // SAFETY: prefetch never faults; the address lies inside v.
-        unsafe {
-            use std::arch::x86_64::*;
-            _mm_prefetch::<_MM_HINT_T0>((v.as_ptr() as *const i8).add(off))
-        }
+        prefetch_near((v.as_ptr() as *const i8).wrapping_add(off), l2)
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (v, bytes);
@@ -777,11 +830,12 @@ pub(crate) mod x86 {
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let mut acc = [_mm512_setzero_ps(); 4];
         let mut i = 0;
+        let l2 = super::prefetch_l2();
         while i + 64 <= n {
-            // PF_DIST ahead into L1, PF_FAR ahead into L2.
+            // PF_DIST ahead into L1 (or L2), PF_FAR ahead into L2.
             for j in 0..4 {
                 let near = pa.wrapping_add(i + PF_DIST / 4 + 16 * j);
-                _mm_prefetch::<_MM_HINT_T0>(near as *const i8);
+                super::prefetch_near(near as *const i8, l2);
                 _mm_prefetch::<_MM_HINT_T1>(near.wrapping_add((PF_FAR - PF_DIST) / 4) as *const i8);
             }
             for j in 0..4 {
@@ -1041,6 +1095,7 @@ pub(crate) mod x86 {
         let bv = _mm512_loadu_ps(b.as_ptr());
         let cv = _mm512_loadu_ps(c.as_ptr());
         let (hp, ap) = (h.as_mut_ptr(), a.as_ptr());
+        let l2 = super::prefetch_l2();
         let mut g = 0;
         while g < n {
             let m = tail_mask(n - g);
@@ -1064,7 +1119,7 @@ pub(crate) mod x86 {
                 // not stay cached under the weights): 4 KiB ahead, inside
                 // this range (the caller prefetches the next range's start).
                 if ch + SCAN_PF_CH < n {
-                    _mm_prefetch::<_MM_HINT_T0>(hq.add(SCAN_PF_CH * 16) as *const i8);
+                    super::prefetch_near(hq.add(SCAN_PF_CH * 16) as *const i8, l2);
                 }
                 let x = _mm512_mul_ps(_mm512_set1_ps(dt2[j]), _mm512_loadu_ps(ap.add(ch * 16)));
                 let da = crate::kernels::scan::exp2_ps(x);
@@ -1340,11 +1395,12 @@ pub(crate) mod x86 {
                 let (pw, px) = (row.as_ptr(), x.as_ptr());
                 let mut acc = [_mm512_setzero_ps(); 4];
                 let mut i = 0;
+                let l2 = super::prefetch_l2();
                 while i + 64 <= n {
-                    // PF_DIST ahead into L1, PF_FAR ahead into L2.
+                    // PF_DIST ahead into L1 (or L2), PF_FAR ahead into L2.
                     for j in 0..$esize {
                         let near = pw.wrapping_add(i * $esize + PF_DIST + 64 * j);
-                        _mm_prefetch::<_MM_HINT_T0>(near as *const i8);
+                        super::prefetch_near(near as *const i8, l2);
                         _mm_prefetch::<_MM_HINT_T1>(
                             near.wrapping_add(PF_FAR - PF_DIST) as *const i8
                         );
@@ -1402,10 +1458,11 @@ pub(crate) mod x86 {
         let mut acc0 = _mm512_setzero_ps();
         let mut acc1 = _mm512_setzero_ps();
         let mut b = 0;
+        let l2 = super::prefetch_l2();
         while b + 2 <= nb {
             let ahead = pw.wrapping_add(b * 34 + PF_DIST);
-            _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64) as *const i8);
+            super::prefetch_near(ahead as *const i8, l2);
+            super::prefetch_near(ahead.wrapping_add(64) as *const i8, l2);
             acc0 = block(b, acc0);
             acc1 = block(b + 1, acc1);
             b += 2;
@@ -1435,8 +1492,9 @@ pub(crate) mod x86 {
                 let mut acc = [_mm512_setzero_ps(); N];
                 let xp = x.as_ptr();
                 let mut i = 0;
+                let l2 = super::prefetch_l2();
                 while i + 16 <= k {
-                    _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i * $esize + PF_DIST) as *const i8);
+                    super::prefetch_near(w.wrapping_add(i * $esize + PF_DIST) as *const i8, l2);
                     let wv = $load(w.add(i * $esize), 0xffff);
                     for t in 0..N {
                         acc[t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xp.add(t * k + i)), acc[t]);
@@ -1481,11 +1539,12 @@ pub(crate) mod x86 {
                 let mut a = [[_mm512_setzero_ps(); N]; R];
                 let xp = x.as_ptr();
                 let mut i = 0;
+                let l2 = super::prefetch_l2();
                 while i + 16 <= k {
                     let mut v = [_mm512_setzero_ps(); R];
                     for j in 0..R {
                         let wj = w.add(j * stride + i * $esize);
-                        _mm_prefetch::<_MM_HINT_T0>(wj.wrapping_add(PF_DIST) as *const i8);
+                        super::prefetch_near(wj.wrapping_add(PF_DIST) as *const i8, l2);
                         v[j] = $load(wj, 0xffff);
                     }
                     for t in 0..N {
@@ -1529,11 +1588,12 @@ pub(crate) mod x86 {
     ) {
         let mut acc = [[_mm512_setzero_ps(); N]; R];
         let xp = x.as_ptr();
+        let l2 = super::prefetch_l2();
         for b in 0..k / 32 {
             let mut wv = [[_mm512_setzero_ps(); 2]; R];
             for (j, v) in wv.iter_mut().enumerate() {
                 let blk = w.add(j * stride + b * 34);
-                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PF_DIST) as *const i8);
+                super::prefetch_near(blk.wrapping_add(PF_DIST) as *const i8, l2);
                 let d = _mm512_cvtph_ps(_mm256_set1_epi16(std::ptr::read_unaligned(
                     blk as *const i16,
                 )));
@@ -1557,9 +1617,10 @@ pub(crate) mod x86 {
     pub unsafe fn multi_q8_0<const N: usize>(w: *const u8, x: &[f32], k: usize, out: &mut [f32]) {
         let mut acc = [_mm512_setzero_ps(); N];
         let xp = x.as_ptr();
+        let l2 = super::prefetch_l2();
         for b in 0..k / 32 {
             let blk = w.add(b * 34);
-            _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PF_DIST) as *const i8);
+            super::prefetch_near(blk.wrapping_add(PF_DIST) as *const i8, l2);
             let d = _mm512_cvtph_ps(_mm256_set1_epi16(std::ptr::read_unaligned(
                 blk as *const i16,
             )));

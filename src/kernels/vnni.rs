@@ -279,7 +279,7 @@ pub unsafe fn gemm(w: &Tensor, rows: std::ops::Range<usize>, x: &QuantX, y: Dest
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{q8row_scale, Dest, QuantX};
-    use crate::kernels::simd::PF_DIST;
+    use crate::kernels::simd::{prefetch_l2, prefetch_near, PF_DIST};
     use crate::model::{DType, Tensor};
     use std::arch::x86_64::*;
 
@@ -418,11 +418,10 @@ mod x86 {
         let mut acc0 = _mm512_setzero_ps();
         let mut acc1 = _mm512_setzero_ps();
         let mut c = 0;
+        let l2 = prefetch_l2();
         while c + 2 <= nc {
             for l in 0..step.div_ceil(32) {
-                _mm_prefetch::<_MM_HINT_T0>(
-                    w.wrapping_add(c * step + PF_DIST + 64 * l) as *const i8
-                );
+                prefetch_near(w.wrapping_add(c * step + PF_DIST + 64 * l) as *const i8, l2);
             }
             acc0 = one!(c, acc0);
             acc1 = one!(c + 1, acc1);
@@ -516,6 +515,7 @@ mod x86 {
         let steps = (fill / 16) * (k.div_ceil(64));
         let pf_per_step = pf_lines.div_ceil(steps.max(1));
         let mut pf_at = *pf_state;
+        let l2 = prefetch_l2();
         for g in 0..fill / 16 {
             for j in 0..kl / 64 {
                 let kk = k0 + 64 * j;
@@ -551,7 +551,7 @@ mod x86 {
                 }
                 for _ in 0..pf_per_step {
                     if pf_at < pf_lines {
-                        _mm_prefetch::<_MM_HINT_T0>(pf.add(pf_at * 64) as *const i8);
+                        prefetch_near(pf.add(pf_at * 64) as *const i8, l2);
                         pf_at += 1;
                     }
                 }
