@@ -200,11 +200,22 @@ pub(crate) const PF_FAR: usize = 24576;
 /// CPU with T1, so Intel keeps what was measured there.
 pub fn prefetch_l2() -> bool {
     static L2: OnceLock<bool> = OnceLock::new();
-    *L2.get_or_init(|| match std::env::var("MAMBA_PREFETCH").as_deref() {
-        Ok("l1") => false,
-        Ok("l2") => true,
-        _ => cpu_vendor_is_amd(),
+    *L2.get_or_init(|| {
+        prefetch_choice(
+            std::env::var("MAMBA_PREFETCH").ok().as_deref(),
+            cpu_vendor_is_amd(),
+        )
     })
+}
+
+/// [`prefetch_l2`]'s rule: `MAMBA_PREFETCH` (`l1`, `l2`; anything else is
+/// ignored) wins over the vendor default.
+fn prefetch_choice(env: Option<&str>, amd: bool) -> bool {
+    match env {
+        Some("l1") => false,
+        Some("l2") => true,
+        _ => amd,
+    }
 }
 
 /// The CPU's vendor string (CPUID leaf 0) names AMD or Hygon (Zen cores).
@@ -1814,6 +1825,33 @@ pub(crate) mod x86 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn prefetch_level_follows_the_vendor_unless_overridden() {
+        assert!(prefetch_choice(None, true));
+        assert!(!prefetch_choice(None, false));
+        assert!(!prefetch_choice(Some("l1"), true));
+        assert!(prefetch_choice(Some("l2"), false));
+        assert!(
+            prefetch_choice(Some("L2?"), true),
+            "unknown values are ignored"
+        );
+        assert!(!prefetch_choice(Some(""), false));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn cpu_vendor_is_read_from_cpuid() {
+        let amd = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("vendor_id"))
+                .map(str::to_owned)
+        });
+        if let Some(line) = amd {
+            let want = line.contains("AuthenticAMD") || line.contains("HygonGenuine");
+            assert_eq!(cpu_vendor_is_amd(), want, "{line}");
+        }
+    }
 
     /// n values in [-0.5, 0.5) from a linear congruential generator.
     pub(crate) fn data(n: usize, seed: u32) -> Vec<f32> {
