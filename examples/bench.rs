@@ -70,12 +70,7 @@ unsafe fn sum_avx512(c: &[f32]) -> f32 {
     let l2 = mamba::kernels::simd::prefetch_l2();
     while i + 64 <= c.len() {
         for (j, a) in acc.iter_mut().enumerate() {
-            let near = p.wrapping_add(i + 2048 + 16 * j) as *const i8;
-            if l2 {
-                _mm_prefetch::<_MM_HINT_T1>(near);
-            } else {
-                _mm_prefetch::<_MM_HINT_T0>(near);
-            }
+            mamba::kernels::simd::prefetch_near(p.wrapping_add(i + 2048 + 16 * j) as *const i8, l2);
             _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(i + 6144 + 16 * j) as *const i8);
             *a = _mm512_add_ps(*a, _mm512_loadu_ps(p.add(i + 16 * j)));
         }

@@ -236,10 +236,11 @@ fn cpu_vendor_is_amd() -> bool {
     false
 }
 
-/// Prefetches the line at `p` into L2 if `l2` ([`prefetch_l2`]), else L1.
+/// Prefetches the line at `p` into L2 if `l2` ([`prefetch_l2`]), else L1
+/// (public for the bench's best read, which reads as the kernels do).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) fn prefetch_near(p: *const i8, l2: bool) {
+pub fn prefetch_near(p: *const i8, l2: bool) {
     use std::arch::x86_64::*;
     // SAFETY: a prefetch never faults, whatever the address.
     #[allow(unused_unsafe)]
