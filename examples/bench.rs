@@ -84,9 +84,14 @@ unsafe fn sum_avx512(c: &[f32]) -> f32 {
 /// part of a 512 MiB buffer: the best of 5 runs. The threads are started and
 /// spinning before the clock starts, so a slow wake-up is not counted.
 fn read_bandwidth(buf: &[f32], threads: usize, fast: bool) -> f64 {
+    read_bandwidth_best_of(buf, threads, fast, 5)
+}
+
+/// [`read_bandwidth`], best of `reps` reads.
+fn read_bandwidth_best_of(buf: &[f32], threads: usize, fast: bool, reps: usize) -> f64 {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let mut best = 0.0f64;
-    for _ in 0..5 {
+    for _ in 0..reps {
         let (ready, go) = (AtomicUsize::new(0), AtomicBool::new(false));
         let secs = std::thread::scope(|s| {
             let parts: Vec<_> = buf
@@ -138,6 +143,10 @@ struct Row {
     batch: f64,
     /// Median over the decode/batch pairs of one pair's batch ÷ decode.
     paired: f64,
+    /// Median over the decode runs of the run's GB/s ÷ the plain-read
+    /// bandwidth measured just before and just after it (the better); and
+    /// the lowest and highest such fraction.
+    paired_bound: [f64; 3],
     /// Plain-read and best-read bandwidth measured around this row's decode.
     bound: [f64; 2],
 }
@@ -198,13 +207,23 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
             let mut i = 0;
             let (mut dec, mut batch) = (0.0f64, 0.0f64);
             let mut ratios = Vec::new();
+            // Each decode run also against the plain read measured right
+            // before and right after it (best of 3 each): the bandwidth
+            // moves by tens of percent within seconds here, so a run's
+            // fraction of the bound is steadier than the best run's
+            // against the row's best read.
+            let mut fractions = Vec::new();
+            let wb = weight_bytes(&m) as f64;
             for _ in 0..7 {
+                let before = read_bandwidth_best_of(buf, threads, false, 3);
                 let d = best_rate(1, steps, || {
                     for _ in 0..steps {
                         s.forward(prompt[i % 128]).unwrap();
                         i += 1;
                     }
                 });
+                let after = read_bandwidth_best_of(buf, threads, false, 3);
+                fractions.push(d * wb / before.max(after));
                 let b = best_rate(1, 8 * bsteps, || {
                     for _ in 0..bsteps {
                         let mut refs: Vec<&mut Session> = ss.iter_mut().collect();
@@ -215,6 +234,7 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
                 ratios.push(b / d);
             }
             ratios.sort_by(f64::total_cmp);
+            fractions.sort_by(f64::total_cmp);
             measure(&mut bound);
             for (g, b) in bw.iter_mut().zip(bound) {
                 g[threads - 1] = g[threads - 1].max(b);
@@ -232,6 +252,11 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
                 prompt: best_p,
                 batch,
                 paired: ratios[ratios.len() / 2],
+                paired_bound: [
+                    fractions[fractions.len() / 2],
+                    fractions[0],
+                    fractions[fractions.len() - 1],
+                ],
                 bound,
             });
         }
@@ -241,13 +266,13 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
 
 /// `bw[0]`: plain read, `bw[1]`: best read; [1 thread, 2 threads] each.
 fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
-    println!("| model (layers×d_model) | dtype | threads | weight MB/token | decode tok/s | GB/s | % of plain-read bound | % of best-read bound | prompt-128 tok/s | batch-8 tok/s | batch/single | batch/single, paired |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| model (layers×d_model) | dtype | threads | weight MB/token | decode tok/s | GB/s | % of plain-read bound | % of plain read, paired (range) | % of best-read bound | prompt-128 tok/s | batch-8 tok/s | batch/single | batch/single, paired |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let wb = r.weight_bytes as f64;
         let gbs = wb * r.decode / 1e9;
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0}% | {:.0}% | {:.0} | {:.0} | {:.1}x | {:.1}x |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0}% | {:.0}% ({:.0}–{:.0}) | {:.0}% | {:.0} | {:.0} | {:.1}x | {:.1}x |",
             r.name,
             r.dtype,
             r.threads,
@@ -255,6 +280,9 @@ fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
             r.decode,
             gbs,
             100.0 * gbs * 1e9 / r.bound[0],
+            100.0 * r.paired_bound[0],
+            100.0 * r.paired_bound[1],
+            100.0 * r.paired_bound[2],
             100.0 * gbs * 1e9 / r.bound[1],
             r.prompt,
             r.batch,
@@ -268,7 +296,9 @@ fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
          row's bound):\n\
          - plain read (a vectorized sum, as the speed issue measures it): up to {:.1} GB/s with 1 thread, {:.1} GB/s with 2 in this run;\n\
          - best read (4 accumulators + prefetch 8 KiB ahead into {} and 24 KiB into L2, as the decode kernels read): up to {:.1} GB/s with 1 thread, {:.1} GB/s with 2.\n\
-         % of bound = decode GB/s (tok/s × weight bytes per token) ÷ the row's bound.\n\
+         % of bound = decode GB/s (tok/s × weight bytes per token) ÷ the row's bound; \
+         \"paired\": each of the 7 decode runs ÷ the plain read (best of 3) measured right \
+         before and right after that run (the better), the median of the 7 (and their range).\n\
          decode and batch-8 alternate, 7 runs each: the tok/s columns are each one's best run; \
          batch/single is best ÷ best, and \"paired\" the median over the 7 adjacent pairs of \
          the pair's batch ÷ decode.",
