@@ -122,27 +122,59 @@ enum Phase {
     Head,
 }
 
-/// Chunk boundaries: `n` items in pieces of `size` (a multiple of `unit`,
-/// at least 16, so vector kernels see the same lanes as on a whole row).
+/// Most chunks a guided [`Split`] cuts.
+const MAX_CHUNKS: usize = 64;
+
+/// Chunk boundaries: `n` items in pieces that start on multiples of `unit`
+/// (at least 16, so vector kernels see the same lanes as on a whole row).
 #[derive(Clone, Copy)]
 struct Split {
     n: usize,
-    size: usize,
+    /// Chunk i is `ends[i - 1]..ends[i]` (`0..ends[0]` first).
+    ends: [u32; MAX_CHUNKS],
+    count: usize,
 }
 
 impl Split {
+    /// `pieces` chunks of equal size (the last one shorter).
     fn new(n: usize, pieces: usize) -> Split {
         Split::aligned(n, pieces, 16)
     }
     fn aligned(n: usize, pieces: usize, unit: usize) -> Split {
         let size = n.div_ceil(pieces.max(1)).div_ceil(unit).max(1) * unit;
-        Split { n, size }
+        Split::cut(n, |_| size)
     }
-    fn count(self) -> usize {
-        self.n.div_ceil(self.size)
+    /// Guided: each chunk takes 1/`threads` of what is left (rounded up to
+    /// whole units), so the chunks shrink to one unit at the end: the first
+    /// ones are long contiguous runs of weights, and the threads finish
+    /// within one short chunk of each other.
+    fn guided(n: usize, threads: usize, unit: usize) -> Split {
+        Split::cut(n, |left| {
+            left.div_ceil(unit).div_ceil(threads.max(1)) * unit
+        })
     }
-    fn range(self, i: usize) -> std::ops::Range<usize> {
-        i * self.size..((i + 1) * self.size).min(self.n)
+    /// Chunks of `size(items left)` items, the last of MAX_CHUNKS taking
+    /// the rest.
+    fn cut(n: usize, size: impl Fn(usize) -> usize) -> Split {
+        assert!(n <= u32::MAX as usize);
+        let (mut ends, mut count, mut at) = ([0u32; MAX_CHUNKS], 0, 0);
+        while at < n {
+            at = if count + 1 == MAX_CHUNKS {
+                n
+            } else {
+                (at + size(n - at).max(1)).min(n)
+            };
+            ends[count] = at as u32;
+            count += 1;
+        }
+        Split { n, ends, count }
+    }
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn range(&self, i: usize) -> std::ops::Range<usize> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        start..(self.ends[i] as usize).min(self.n)
     }
 }
 
@@ -277,10 +309,19 @@ pub fn step<'a>(
 
     let threads = crate::threads::team_size();
     // Enough pieces per phase to balance threads, few enough that a piece
-    // streams a long contiguous run of weights. Measured best of 1, 2, 4
-    // per thread on this machine: 2 for one sequence, 1 for batches (whose
-    // pieces take longer, each thread one long run: 2-12% faster).
-    let per = if n > 1 { 1 } else { 2 };
+    // streams a long contiguous run of weights. Batches: one piece per
+    // thread (their pieces take longer; each thread one long run was 2-12%
+    // faster than 2 or 4 per thread). One sequence: guided chunks, halving
+    // (with 2 threads) down to one unit, where 2 equal pieces per thread
+    // left a thread waiting for up to a quarter of a phase (host 3:
+    // 2-8% more tokens/s; see docs/performance.md).
+    let split = |n_items: usize, unit: usize| {
+        if n > 1 {
+            Split::aligned(n_items, threads, unit)
+        } else {
+            Split::guided(n_items, threads, unit)
+        }
+    };
     // x_proj kept by column (`kernels::transposed`, AVX-512): each channel
     // chunk adds its own channels' share of x_proj right after making u,
     // one partial sum per block of XBLOCK channels, and the caller adds the
@@ -292,10 +333,14 @@ pub fn step<'a>(
     // Channel chunks start on multiples of 64 (each quantizes its part of
     // the scan's output for out_proj in whole 64-input chunks) and, when
     // x_proj is folded, of XBLOCK.
-    let ch = Split::aligned(di, per * threads, if fold { XBLOCK } else { 64 });
+    let ch = split(di, if fold { XBLOCK } else { 64 });
     let xp = Split::new(nd, 2 * threads);
-    let outs = Split::new(dm, per * threads);
-    let head = Split::new(pv, 4 * threads);
+    let outs = split(dm, 16);
+    let head = if n > 1 {
+        Split::new(pv, 4 * threads)
+    } else {
+        Split::guided(pv, threads, 16)
+    };
     let n_layers = c.n_layers;
     let phase = |p: usize| -> Phase {
         let (l, i) = (p / per_layer, p % per_layer);
@@ -605,4 +650,67 @@ pub fn step<'a>(
     };
 
     crate::threads::phased(per_layer * n_layers + 1, chunks, work, between);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Split, MAX_CHUNKS};
+
+    /// The chunks of `s` cover 0..n in order, each non-empty and starting
+    /// on a multiple of `unit`; returns their lengths.
+    fn lengths(s: &Split, n: usize, unit: usize) -> Vec<usize> {
+        assert!(s.count() >= 1 && s.count() <= MAX_CHUNKS);
+        let mut at = 0;
+        let mut lens = Vec::new();
+        for i in 0..s.count() {
+            let r = s.range(i);
+            assert_eq!(r.start, at, "chunk {i} of {n}");
+            assert!(r.end > r.start || n == 0, "chunk {i} of {n} is empty");
+            assert_eq!(r.start % unit, 0, "chunk {i} of {n} starts off a unit");
+            lens.push(r.len());
+            at = r.end;
+        }
+        assert_eq!(at, n);
+        lens
+    }
+
+    #[test]
+    fn equal_splits_cover_every_item_once() {
+        for n in [1, 15, 16, 17, 768, 1536, 50280, 50288] {
+            for pieces in [1, 2, 3, 4, 8, 16] {
+                for unit in [16, 64, 128] {
+                    let lens = lengths(&Split::aligned(n, pieces, unit), n, unit);
+                    assert!(lens.len() <= pieces.max(1), "{n} in {pieces}: {lens:?}");
+                    assert!(lens[..lens.len() - 1].windows(2).all(|w| w[0] == w[1]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn guided_splits_shrink_to_one_unit() {
+        // 1536 channels in 128s, 2 threads: 6, 3, 2, 1 blocks.
+        let s = Split::guided(1536, 2, 128);
+        assert_eq!(lengths(&s, 1536, 128), [768, 384, 256, 128]);
+        for n in [1, 16, 100, 768, 1536, 2048, 50280, 50288, 1 << 20] {
+            for threads in [1, 2, 3, 4, 8, 64] {
+                for unit in [16, 64, 128] {
+                    let lens = lengths(&Split::guided(n, threads, unit), n, unit);
+                    if threads == 1 {
+                        assert_eq!(lens, [n]);
+                    }
+                    // Non-increasing, but for the last of MAX_CHUNKS, which
+                    // takes whatever is left.
+                    let body = &lens[..lens.len().min(MAX_CHUNKS - 1)];
+                    assert!(
+                        body.windows(2).all(|w| w[0] >= w[1]),
+                        "{n}/{threads}: {lens:?}"
+                    );
+                    if lens.len() < MAX_CHUNKS && threads > 1 && n > unit {
+                        assert!(*lens.last().unwrap() <= unit, "{n}/{threads}: {lens:?}");
+                    }
+                }
+            }
+        }
+    }
 }
