@@ -122,6 +122,32 @@ fn read_bandwidth_best_of(buf: &[f32], threads: usize, fast: bool, reps: usize) 
     best
 }
 
+/// CPU time this process has used (user + system), seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes the struct it is given, nothing else.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return f64::NAN;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// The whole machine's CPU time stolen by the hypervisor, and all CPU time,
+/// in clock ticks (/proc/stat's first line; zeros where it cannot be read).
+fn steal_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v.get(7).copied().unwrap_or(0), v.iter().sum())
+}
+
 /// Best rate (items/s) of `runs` timed calls of `f`, each doing `items` items.
 fn best_rate(runs: usize, items: usize, mut f: impl FnMut()) -> f64 {
     let mut best = 0.0f64;
@@ -140,6 +166,8 @@ struct Row {
     weight_bytes: u64,
     decode: f64,
     prompt: f64,
+    /// The prompts' CPU seconds per wall second, and % of CPU time stolen.
+    prompt_cpu: [f64; 2],
     batch: f64,
     /// Median over the decode/batch pairs of one pair's batch ÷ decode.
     paired: f64,
@@ -239,10 +267,20 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
             for (g, b) in bw.iter_mut().zip(bound) {
                 g[threads - 1] = g[threads - 1].max(b);
             }
+            // The prompts' CPU use (process CPU seconds per wall second:
+            // ~threads when every thread works; less when one was
+            // descheduled) and the machine's stolen time meanwhile: a
+            // compute-bound row is only as fast as the CPUs the VM got.
+            let (cpu0, wall0, st0) = (cpu_seconds(), Instant::now(), steal_ticks());
             let best_p = best_rate(7, 128, || {
                 s.reset();
                 s.forward_tokens(&prompt).unwrap();
             });
+            let (st1, wall) = (steal_ticks(), wall0.elapsed().as_secs_f64());
+            let prompt_cpu = [
+                (cpu_seconds() - cpu0) / wall,
+                100.0 * (st1.0 - st0.0) as f64 / (st1.1 - st0.1).max(1) as f64,
+            ];
             rows.push(Row {
                 name: name.clone(),
                 dtype: m.weights.layers[0].mixer.in_proj.dtype.name(),
@@ -250,6 +288,7 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
                 weight_bytes: weight_bytes(&m),
                 decode: dec,
                 prompt: best_p,
+                prompt_cpu,
                 batch,
                 paired: ratios[ratios.len() / 2],
                 paired_bound: [
@@ -266,13 +305,13 @@ fn lm_rows(files: &[String], bw: &mut [[f64; 2]; 2], buf: &[f32]) -> Vec<Row> {
 
 /// `bw[0]`: plain read, `bw[1]`: best read; [1 thread, 2 threads] each.
 fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
-    println!("| model (layers×d_model) | dtype | threads | weight MB/token | decode tok/s | GB/s | % of plain-read bound | % of plain read, paired (range) | % of best-read bound | prompt-128 tok/s | batch-8 tok/s | batch/single | batch/single, paired |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| model (layers×d_model) | dtype | threads | weight MB/token | decode tok/s | GB/s | % of plain-read bound | % of plain read, paired (range) | % of best-read bound | prompt-128 tok/s | prompt CPU use, steal | batch-8 tok/s | batch/single | batch/single, paired |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let wb = r.weight_bytes as f64;
         let gbs = wb * r.decode / 1e9;
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0}% | {:.0}% ({:.0}–{:.0}) | {:.0}% | {:.0} | {:.0} | {:.1}x | {:.1}x |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.0}% | {:.0}% ({:.0}–{:.0}) | {:.0}% | {:.0} | {:.2}, {:.0}% | {:.0} | {:.1}x | {:.1}x |",
             r.name,
             r.dtype,
             r.threads,
@@ -285,6 +324,8 @@ fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
             100.0 * r.paired_bound[2],
             100.0 * gbs * 1e9 / r.bound[1],
             r.prompt,
+            r.prompt_cpu[0],
+            r.prompt_cpu[1],
             r.batch,
             r.batch / r.decode,
             r.paired
@@ -299,6 +340,9 @@ fn print_lm(rows: &[Row], bw: &[[f64; 2]; 2]) {
          % of bound = decode GB/s (tok/s × weight bytes per token) ÷ the row's bound; \
          \"paired\": each of the 7 decode runs ÷ the plain read (best of 3) measured right \
          before and right after that run (the better), the median of the 7 (and their range).\n\
+         prompt CPU use: this process's CPU seconds per wall second over the 7 prompts (near \
+         the thread count when every thread worked); steal: the share of the machine's CPU \
+         time the hypervisor took meanwhile.\n\
          decode and batch-8 alternate, 7 runs each: the tok/s columns are each one's best run; \
          batch/single is best ÷ best, and \"paired\" the median over the 7 adjacent pairs of \
          the pair's batch ÷ decode.",
