@@ -122,8 +122,8 @@ enum Phase {
     Head,
 }
 
-/// Most chunks a guided [`Split`] cuts.
-const MAX_CHUNKS: usize = 64;
+/// Most chunks a [`Split`] cuts (however many threads there are).
+const MAX_CHUNKS: usize = 512;
 
 /// Chunk boundaries: `n` items in pieces that start on multiples of `unit`
 /// (at least 16, so vector kernels see the same lanes as on a whole row).
@@ -136,21 +136,27 @@ struct Split {
 }
 
 impl Split {
-    /// `pieces` chunks of equal size (the last one shorter).
+    /// `pieces` chunks of equal size (the last one shorter), at most
+    /// MAX_CHUNKS.
     fn new(n: usize, pieces: usize) -> Split {
         Split::aligned(n, pieces, 16)
     }
     fn aligned(n: usize, pieces: usize, unit: usize) -> Split {
-        let size = n.div_ceil(pieces.max(1)).div_ceil(unit).max(1) * unit;
+        let pieces = pieces.clamp(1, MAX_CHUNKS);
+        let size = n.div_ceil(pieces).div_ceil(unit).max(1) * unit;
         Split::cut(n, |_| size)
     }
     /// Guided: each chunk takes 1/`threads` of what is left (rounded up to
-    /// whole units), so the chunks shrink to one unit at the end: the first
-    /// ones are long contiguous runs of weights, and the threads finish
-    /// within one short chunk of each other.
+    /// whole units), so the chunks shrink towards one unit at the end: the
+    /// first ones are long contiguous runs of weights, and the threads
+    /// finish within one short chunk of each other. No chunk is shorter
+    /// than n / (MAX_CHUNKS / 2) (rounded up to a unit; one unit for every
+    /// split of a 130m-shaped layer, 208 of the head's 50280 rows), so
+    /// many threads cannot run out of chunks.
     fn guided(n: usize, threads: usize, unit: usize) -> Split {
+        let least = n.div_ceil(MAX_CHUNKS / 2).div_ceil(unit).max(1) * unit;
         Split::cut(n, |left| {
-            left.div_ceil(unit).div_ceil(threads.max(1)) * unit
+            (left.div_ceil(unit).div_ceil(threads.max(1)) * unit).max(least)
         })
     }
     /// Chunks of `size(items left)` items, the last of MAX_CHUNKS taking
@@ -676,11 +682,14 @@ mod tests {
 
     #[test]
     fn equal_splits_cover_every_item_once() {
-        for n in [1, 15, 16, 17, 768, 1536, 50280, 50288] {
-            for pieces in [1, 2, 3, 4, 8, 16] {
+        for n in [1, 15, 16, 17, 768, 1536, 50280, 50288, 1 << 20] {
+            for pieces in [1, 2, 3, 4, 8, 16, 64, 256, 1000] {
                 for unit in [16, 64, 128] {
                     let lens = lengths(&Split::aligned(n, pieces, unit), n, unit);
-                    assert!(lens.len() <= pieces.max(1), "{n} in {pieces}: {lens:?}");
+                    assert!(
+                        lens.len() <= pieces.clamp(1, MAX_CHUNKS),
+                        "{n} in {pieces}: {lens:?}"
+                    );
                     assert!(lens[..lens.len() - 1].windows(2).all(|w| w[0] == w[1]));
                 }
             }
@@ -693,7 +702,7 @@ mod tests {
         let s = Split::guided(1536, 2, 128);
         assert_eq!(lengths(&s, 1536, 128), [768, 384, 256, 128]);
         for n in [1, 16, 100, 768, 1536, 2048, 50280, 50288, 1 << 20] {
-            for threads in [1, 2, 3, 4, 8, 64] {
+            for threads in [1, 2, 3, 4, 8, 64, 256, 1000] {
                 for unit in [16, 64, 128] {
                     let lens = lengths(&Split::guided(n, threads, unit), n, unit);
                     if threads == 1 {
@@ -706,9 +715,19 @@ mod tests {
                         body.windows(2).all(|w| w[0] >= w[1]),
                         "{n}/{threads}: {lens:?}"
                     );
-                    if lens.len() < MAX_CHUNKS && threads > 1 && n > unit {
-                        assert!(*lens.last().unwrap() <= unit, "{n}/{threads}: {lens:?}");
+                    // Down to one unit, or to the floor of n / (MAX_CHUNKS / 2).
+                    let least = n.div_ceil(MAX_CHUNKS / 2).div_ceil(unit) * unit;
+                    if threads > 1 && n > unit {
+                        assert!(
+                            *lens.last().unwrap() <= least.max(unit),
+                            "{n}/{threads}: {lens:?}"
+                        );
                     }
+                    assert!(
+                        lens.len() <= MAX_CHUNKS / 2 + 1,
+                        "{n}/{threads}: {} chunks",
+                        lens.len()
+                    );
                 }
             }
         }
