@@ -159,8 +159,8 @@ impl Split {
             (left.div_ceil(unit).div_ceil(threads.max(1)) * unit).max(least)
         })
     }
-    /// Chunks of `size(items left)` items, the last of MAX_CHUNKS taking
-    /// the rest.
+    /// Chunks of `size(items left)` items. Both constructors stay within
+    /// MAX_CHUNKS; should a size rule not, the last chunk takes the rest.
     fn cut(n: usize, size: impl Fn(usize) -> usize) -> Split {
         assert!(n <= u32::MAX as usize);
         let (mut ends, mut count, mut at) = ([0u32; MAX_CHUNKS], 0, 0);
@@ -320,7 +320,7 @@ pub fn step<'a>(
     // faster than 2 or 4 per thread). One sequence: guided chunks, halving
     // (with 2 threads) down to one unit, where 2 equal pieces per thread
     // left a thread waiting for up to a quarter of a phase (host 3:
-    // 2-8% more tokens/s; see docs/performance.md).
+    // 1.4-6.8% more tokens/s by dtype; see docs/performance.md).
     let split = |n_items: usize, unit: usize| {
         if n > 1 {
             Split::aligned(n_items, threads, unit)
