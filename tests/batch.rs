@@ -9,7 +9,16 @@ use std::sync::Arc;
 fn batched_decode_matches_sequential() {
     // The 8-bit files run with int8 products where the CPU has VNNI (the
     // default): GEMM kernel batched, decode kernel alone.
-    for name in ["A.bin", "B.gguf", "C.gguf", "C.q8_0.gguf", "C.q8row.gguf"] {
+    // bf16 weights multiply bf16-rounded inputs where the CPU has AVX-512
+    // BF16 (the default): the same kernel for one row or three, any n.
+    for name in [
+        "A.bin",
+        "B.gguf",
+        "C.gguf",
+        "C.q8_0.gguf",
+        "C.q8row.gguf",
+        "C.bf16.gguf",
+    ] {
         let m = Arc::new(
             mamba::load(&fixture(&format!("lm/{name}")), &LoadOptions::default()).unwrap(),
         );
@@ -65,7 +74,7 @@ fn batch_rejects_mismatched_input() {
 /// logits must be bit-identical for any thread count.
 #[test]
 fn decode_is_identical_for_any_thread_count() {
-    for name in ["A.bin", "B.gguf", "C.gguf"] {
+    for name in ["A.bin", "B.gguf", "C.gguf", "C.bf16.gguf"] {
         let m = Arc::new(
             mamba::load(&fixture(&format!("lm/{name}")), &LoadOptions::default()).unwrap(),
         );
@@ -121,4 +130,47 @@ fn int8_vnni_decode_stays_close_to_exact_inputs() {
     assert!(worst < 3e-2, "VNNI decode rel err {worst}");
     assert!(same >= 31, "top-1 agreement {same}/32");
     assert_eq!(differs, mamba::kernels::vnni::has_vnni());
+}
+
+/// bf16 weights multiply inputs rounded to bf16 (`kernels::bf16dot`, where
+/// the CPU has AVX-512 BF16): the logits stay close to the exact-input
+/// decode and pick the same tokens, differ from it where the path ran, and
+/// prompts (the f32 GEMM on the same rounded inputs) agree with decode.
+#[test]
+fn bf16_products_stay_close_to_exact_inputs() {
+    let load = |on: bool| {
+        let mut m = mamba::load(&fixture("lm/C.bf16.gguf"), &LoadOptions::default()).unwrap();
+        m.bf16_dot = on;
+        Arc::new(m)
+    };
+    let (exact, fast) = (load(false), load(true));
+    let vocab = exact.config.vocab_size;
+    let (mut a, mut b) = (Session::new(exact), Session::new(fast.clone()));
+    let (mut worst, mut same, mut differs) = (0.0f32, 0, false);
+    let mut tok = 1u32;
+    let mut fed = Vec::new();
+    let mut step_logits = Vec::new();
+    for _ in 0..32 {
+        fed.push(tok);
+        let la = a.forward(tok).unwrap()[..vocab].to_vec();
+        let lb = &b.forward(tok).unwrap()[..vocab];
+        worst = worst.max(rel_err(lb, &la));
+        differs |= la.iter().zip(lb).any(|(x, y)| x != y);
+        same += (argmax(&la) == argmax(lb)) as usize;
+        step_logits.extend_from_slice(b.logits());
+        tok = argmax(&la) as u32;
+    }
+    eprintln!("bf16 products vs exact inputs: rel err {worst:.2e}, top-1 {same}/32");
+    assert!(worst < 1e-2, "bf16 decode rel err {worst}");
+    assert!(same >= 31, "top-1 agreement {same}/32");
+    assert_eq!(differs, mamba::kernels::bf16dot::has_bf16());
+    // The same tokens as one prompt: every position's logits and the state.
+    let mut p = Session::new(fast);
+    let mut all = vec![0.0; step_logits.len()];
+    p.forward_all(&fed, &mut all).unwrap();
+    let e = rel_err(&all, &step_logits);
+    assert!(e < 1e-5, "bf16 prompt vs decode: rel err {e}");
+    let (pc, ps) = p.raw_state();
+    let (bc, bs) = b.raw_state();
+    assert!(rel_err(pc, bc) < 1e-5 && rel_err(ps, bs) < 1e-5);
 }

@@ -8,6 +8,7 @@
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+pub mod bf16dot;
 pub mod convert;
 pub mod panels;
 pub mod scan;

@@ -28,6 +28,8 @@ pub struct Dims {
     pub dt_rank: usize,
     /// Run 8-bit weights' products in int8 (`Model::int8_vnni`).
     pub int8: bool,
+    /// Round bf16 weights' inputs to bf16 (`Model::bf16_dot`).
+    pub bf16: bool,
 }
 
 impl Dims {
@@ -274,7 +276,10 @@ pub fn forward(
         }
     });
 
-    // 6. out_proj.
+    // 6. out_proj (bf16 weights: of y rounded to bf16, as decode does).
+    if kernels::bf16dot::rounds(d.bf16, &w.out_proj) {
+        kernels::bf16dot::round_in_place(y);
+    }
     kernels::matmul_q(&w.out_proj, y, n, &mut out[..n * d.d_model], d.int8);
     add_bias(
         &mut out[..n * d.d_model],

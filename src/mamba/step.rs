@@ -36,7 +36,7 @@
 //! int8 panel kernel).
 
 use super::lm::LmState;
-use crate::kernels::{self, simd, vnni::QuantParts, vnni::QuantX, Dest};
+use crate::kernels::{self, bf16dot, simd, vnni::QuantParts, vnni::QuantX, Dest};
 use crate::model::{Model, Tensor};
 
 /// Most sequences one step advances together.
@@ -59,6 +59,7 @@ pub struct StepBufs {
     y: Vec<f32>,      // n × d_inner: scan output, gated
     out: Vec<f32>,    // n × d_model: out_proj before the residual add
     qx: QuantX,       // the phase's input quantized (int8 weights, VNNI)
+    xb: Vec<u16>,     // n × max(d_model, d_inner): the phase's input in bf16 (bf16 weights)
 }
 
 impl StepBufs {
@@ -76,6 +77,7 @@ impl StepBufs {
             y: vec![0.0; n * c.d_inner],
             out: vec![0.0; n * c.d_model],
             qx: QuantX::default(),
+            xb: vec![0; n * c.d_model.max(c.d_inner)],
         }
     }
 }
@@ -94,6 +96,7 @@ struct Ptrs {
     y: *mut f32,
     out: *mut f32,
     qx: *mut QuantX,
+    xb: *mut u16,
     /// qx's views while the scan phase fills it for out_proj.
     qparts: *mut Option<QuantParts>,
     conv: [*mut f32; MAX_SEQS],
@@ -200,9 +203,16 @@ unsafe fn rows_dot(
     n: usize,
     y: Dest,
     qx: Option<&QuantX>,
+    xb: Option<&[u16]>,
 ) {
     let (rb, k) = (w.row_bytes(), w.cols);
     let bytes = w.bytes();
+    if let Some(xb) = xb {
+        // bf16 rows, AVX-512 BF16: x was rounded to bf16 once for all rows.
+        debug_assert!(w.dtype == crate::model::DType::BF16);
+        bf16dot::rows_dot(bytes, rb, k, w.scale, rows, xb, n, y);
+        return;
+    }
     let mut out = [0.0f32; MAX_SEQS];
     let mut rows = rows;
     if qx.is_none() && w.panels.is_none() {
@@ -382,6 +392,14 @@ pub fn step<'a>(
         vnni && !matches!(phase(p), Phase::XProj(_) | Phase::Scan(_))
             && kernels::vnni::gemm_dtype(weight(p).dtype)
     };
+    // bf16 weights of the same phases, AVX-512 BF16: their input rounded
+    // to bf16 (`kernels::bf16dot`), made between the phases (in_proj, the
+    // head) or by the scan's chunks (out_proj's input, as for int8).
+    let bf = model.bf16_dot && bf16dot::has_bf16();
+    let use_b = |p: usize| {
+        bf && matches!(phase(p), Phase::InConv(_) | Phase::Out(_) | Phase::Head)
+            && weight(p).dtype == crate::model::DType::BF16
+    };
     let mut qparts: Option<QuantParts> = None;
     let ptr = Ptrs {
         x: b.x.as_mut_ptr(),
@@ -395,6 +413,7 @@ pub fn step<'a>(
         y: b.y.as_mut_ptr(),
         out: b.out.as_mut_ptr(),
         qx: &mut b.qx,
+        xb: b.xb.as_mut_ptr(),
         qparts: &mut qparts,
         conv,
         ssm,
@@ -414,6 +433,13 @@ pub fn step<'a>(
         let ptr = ptr;
         // SAFETY: qx is written only between phases (by `between`).
         let qx = use_q(p).then(|| unsafe { &*ptr.qx });
+        // SAFETY: xb is written between phases and, for out_proj's input,
+        // by the scan phase's chunks (each its own channels); read here
+        // only in the phase after.
+        let xb = use_b(p).then(|| unsafe {
+            let k = weight(p).cols;
+            &*std::ptr::slice_from_raw_parts(ptr.xb, n * k)
+        });
         match phase(p) {
             Phase::InConv(l) => {
                 // Writes, per sequence t: xz[t][ch], xz[t][di + ch], u[t][ch]
@@ -435,8 +461,8 @@ pub fn step<'a>(
                         y: ptr.xz,
                         ld: 2 * di,
                     };
-                    rows_dot(&m.in_proj, rg.clone(), xn, n, xz, qx);
-                    rows_dot(&m.in_proj, di + rg.start..di + rg.end, xn, n, xz, qx);
+                    rows_dot(&m.in_proj, rg.clone(), xn, n, xz, qx, xb);
+                    rows_dot(&m.in_proj, di + rg.start..di + rg.end, xn, n, xz, qx, xb);
                 }
                 let cw = m.conv_w.as_f32();
                 let cb = m.conv_b.as_ref().map(|b| b.as_f32());
@@ -510,6 +536,7 @@ pub fn step<'a>(
                         n,
                         Dest::Strided { y: ptr.dbl, ld: nd },
                         qx,
+                        None,
                     )
                 };
             }
@@ -524,7 +551,7 @@ pub fn step<'a>(
                     match &m.dt_proj_t {
                         // By column: no lane sums (`kernels::transposed`).
                         Some(tp) => tp.rows_dot(rg.clone(), dt_low, n, dt_dest),
-                        None => rows_dot(&m.dt_proj, rg.clone(), dt_low, n, dt_dest, qx),
+                        None => rows_dot(&m.dt_proj, rg.clone(), dt_low, n, dt_dest, qx, None),
                     }
                 };
                 let (a, dvec) = (m.a.as_f32(), m.d.as_f32());
@@ -559,6 +586,14 @@ pub fn step<'a>(
                     if let Some(parts) = unsafe { *ptr.qparts } {
                         unsafe { parts.quantize(t, rg.start, y) };
                     }
+                    if use_b(p + 1) {
+                        // SAFETY: sequence t's entries of this chunk's
+                        // channels in xb (n × d_inner for out_proj): ours.
+                        let xb = unsafe {
+                            std::slice::from_raw_parts_mut(ptr.xb.add(t * di + rg.start), rg.len())
+                        };
+                        bf16dot::round_slice(y, xb);
+                    }
                 }
             }
             Phase::Out(l) => {
@@ -575,6 +610,7 @@ pub fn step<'a>(
                         n,
                         Dest::Strided { y: ptr.out, ld: dm },
                         qx,
+                        xb,
                     )
                 };
                 for t in 0..n {
@@ -595,7 +631,17 @@ pub fn step<'a>(
             Phase::Head => {
                 let xn = &*slice(ptr.xn, 0, n * dm);
                 // SAFETY: this chunk's rows of each sequence's logits (pv each).
-                unsafe { rows_dot(w.head(), head.range(i), xn, n, Dest::Each(ptr.logits), qx) };
+                unsafe {
+                    rows_dot(
+                        w.head(),
+                        head.range(i),
+                        xn,
+                        n,
+                        Dest::Each(ptr.logits),
+                        qx,
+                        xb,
+                    )
+                };
             }
         }
     };
@@ -646,6 +692,12 @@ pub fn step<'a>(
                 Phase::Scan(_) if use_q(p + 1) => Some((*ptr.qx).prepare(n, di)),
                 _ => None,
             };
+        }
+        if use_b(p) && matches!(phase(p), Phase::InConv(_) | Phase::Head) {
+            let input = &*slice(ptr.xn, 0, n * dm);
+            // SAFETY: no chunk runs between phases; xb is ours alone here.
+            let xb = unsafe { std::slice::from_raw_parts_mut(ptr.xb, n * dm) };
+            bf16dot::round_slice(input, xb);
         }
         // x_proj and dt_proj take exact inputs (use_q is false for them).
         if use_q(p) && matches!(phase(p), Phase::InConv(_) | Phase::Head) {

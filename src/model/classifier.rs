@@ -117,6 +117,7 @@ impl ClassifierConfig {
             d_conv: self.d_conv,
             dt_rank: self.dt_rank,
             int8: false,
+            bf16: false,
         }
     }
 

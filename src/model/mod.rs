@@ -319,6 +319,12 @@ pub struct Model {
     /// ([`LmWeights::convert_for_vnni`]); turned on later, the kernel
     /// repacks the stored rows at every product instead.
     pub int8_vnni: bool,
+    /// Multiply bf16 weights of in_proj, out_proj and the head by inputs
+    /// rounded to bf16, with `vdpbf16ps`, where the CPU has AVX-512 BF16
+    /// (`kernels::bf16dot`), in decode, batched decode and prompts alike.
+    /// On unless the environment sets `MAMBA_BF16_DOT=0` at load; settable
+    /// before the model is shared. No effect on other weight types or CPUs.
+    pub bf16_dot: bool,
 }
 
 impl Model {
@@ -357,6 +363,7 @@ impl Model {
             source: source.to_string(),
             file_bytes,
             int8_vnni,
+            bf16_dot: std::env::var("MAMBA_BF16_DOT").map_or(true, |v| v.trim() != "0"),
         })
     }
 }

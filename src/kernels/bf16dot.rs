@@ -1,0 +1,414 @@
+//! bf16 × bf16 products for bf16 weights (AVX-512 BF16, `vdpbf16ps`): the
+//! input vector is rounded to bf16 once per product, then each instruction
+//! multiplies 32 weight/input pairs and adds them into 16 f32 lanes, twice
+//! the multiply-adds per instruction of f32 FMAs, and with no conversion of
+//! the weights. Batched decode of bf16 weights is bound by arithmetic on a
+//! 2-core machine, so this is where it pays (host 3, batch-8 step of the
+//! 130m shape: +25-33%).
+//!
+//! What it changes: each input is rounded to bf16 (round to nearest even,
+//! relative error at most 2^-9, the same as the weights' own rounding),
+//! products of bf16 values are exact in f32, and the sums stay f32. As with
+//! int8 inputs for 8-bit weights ([`super::vnni`]), this is on by default
+//! where the CPU has AVX-512 BF16 (`Model::bf16_dot`, off with
+//! `MAMBA_BF16_DOT=0`), for in_proj, out_proj and the head, in decode,
+//! batched decode and prompts alike (prompts round their inputs the same
+//! way and use the f32 GEMM, so both agree within f32 rounding); x_proj and
+//! dt_proj keep exact inputs, as they feed the scan. llama.cpp's bf16
+//! products round their inputs to bf16 the same way.
+
+use super::Dest;
+use std::sync::OnceLock;
+
+/// Whether this CPU runs the bf16 kernels (AVX-512 F, BW and BF16; off under
+/// `MAMBA_ISA` caps other than `vnni`).
+pub fn has_bf16() -> bool {
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let cap = std::env::var("MAMBA_ISA").unwrap_or_default();
+            super::simd::isa() == super::simd::Isa::Avx512
+                && (cap.is_empty() || cap == "vnni")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512bf16")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+/// Whether products with `w` round their inputs to bf16: `enabled`
+/// (`Model::bf16_dot`), bf16 weights and a CPU with [`has_bf16`].
+pub fn rounds(enabled: bool, w: &crate::model::Tensor) -> bool {
+    enabled && w.dtype == crate::model::DType::BF16 && has_bf16()
+}
+
+/// `x` rounded to bf16 as `vcvtneps2bf16` does: to nearest even, subnormals
+/// to a zero of their sign, NaNs kept quiet.
+pub fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if b & 0x7f80_0000 == 0 {
+        ((b >> 16) & 0x8000) as u16
+    } else if x.is_nan() {
+        ((b >> 16) | 0x40) as u16
+    } else {
+        // Infinities pass unchanged (their low half is zero); the largest
+        // finite values round up to infinity, as in hardware.
+        ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+    }
+}
+
+/// out[i] = [`to_bf16`]`(x[i])` over the common length.
+pub fn round_slice(x: &[f32], out: &mut [u16]) {
+    let n = x.len().min(out.len());
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if has_bf16() {
+        // SAFETY: AVX-512 BF16 present; 16 at a time within n.
+        done = unsafe { x86::round16(&x[..n], &mut out[..n]) };
+    }
+    for (o, &v) in out[done..n].iter_mut().zip(&x[done..n]) {
+        *o = to_bf16(v);
+    }
+}
+
+/// x[i] = the f32 value of [`to_bf16`]`(x[i])`: what the bf16 kernels
+/// multiply, for the prompts' f32 GEMM.
+pub fn round_in_place(x: &mut [f32]) {
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if has_bf16() {
+        // SAFETY: AVX-512 BF16 present; 16 at a time within x.
+        done = unsafe { x86::round_in_place16(x) };
+    }
+    for v in &mut x[done..] {
+        *v = f32::from_bits((to_bf16(*v) as u32) << 16);
+    }
+}
+
+/// y.at(t, r) = scale · W[r] · xb[t] for r in `rows`, t < n (1 to 8): W's
+/// rows are bf16, `rb` bytes apart in `w`, k values each; xb holds n rows
+/// of k bf16 inputs ([`round_slice`]). Each (row, input) sum runs the same
+/// instructions whichever rows share a pass, so a row's result does not
+/// depend on how the rows are split.
+///
+/// # Safety
+/// [`has_bf16`]; `y` valid for writes at `y.at(t, r)` that no other thread
+/// touches.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn rows_dot(
+    w: &[u8],
+    rb: usize,
+    k: usize,
+    scale: f32,
+    rows: std::ops::Range<usize>,
+    xb: &[u16],
+    n: usize,
+    y: Dest,
+) {
+    assert!((1..=8).contains(&n) && xb.len() >= n * k);
+    assert!(rb >= 2 * k && rows.start <= rows.end);
+    assert!(rows.is_empty() || (rows.end - 1) * rb + 2 * k <= w.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(has_bf16());
+        x86::rows_dot(w, rb, k, scale, rows, xb, n, y)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, rb, k, scale, rows, xb, n, y);
+        unreachable!("has_bf16 is false here")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Dest;
+    use crate::kernels::simd::{prefetch_l2, prefetch_near, PF_DIST, PF_FAR};
+    use std::arch::x86_64::*;
+
+    /// [`super::round_slice`] for the whole 16s; returns how many it did.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn round16(x: &[f32], out: &mut [u16]) -> usize {
+        let n = x.len().min(out.len()) / 16 * 16;
+        for i in (0..n).step_by(16) {
+            let h = _mm512_cvtneps_pbh(_mm512_loadu_ps(x.as_ptr().add(i)));
+            let h = std::mem::transmute::<__m256bh, __m256i>(h);
+            _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, h);
+        }
+        n
+    }
+
+    /// [`super::round_in_place`] for the whole 16s; returns how many it did.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn round_in_place16(x: &mut [f32]) -> usize {
+        let n = x.len() / 16 * 16;
+        for i in (0..n).step_by(16) {
+            let p = x.as_mut_ptr().add(i);
+            let h = _mm512_cvtneps_pbh(_mm512_loadu_ps(p));
+            let h = std::mem::transmute::<__m256bh, __m256i>(h);
+            _mm512_storeu_ps(
+                p,
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h))),
+            );
+        }
+        n
+    }
+
+    /// 32 bf16 values from `p`: all (FULL) or the first of mask `m`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[inline]
+    unsafe fn load32<const FULL: bool>(p: *const u16, m: __mmask32) -> __m512bh {
+        let v = if FULL {
+            _mm512_loadu_si512(p as *const _)
+        } else {
+            _mm512_maskz_loadu_epi16(m, p as *const i16)
+        };
+        std::mem::transmute::<__m512i, __m512bh>(v)
+    }
+
+    /// Columns i..i + 32 (those of mask `m` unless FULL) into `a`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    #[inline]
+    unsafe fn cols32<const N: usize, const R: usize, const FULL: bool>(
+        a: &mut [[__m512; N]; R],
+        w: *const u8,
+        rb: usize,
+        xb: *const u16,
+        k: usize,
+        i: usize,
+        m: __mmask32,
+    ) {
+        let l2 = prefetch_l2();
+        let v: [__m512bh; R] = std::array::from_fn(|j| {
+            let wj = w.add(j * rb + 2 * i);
+            if FULL {
+                // As the other decode kernels: 8 KiB ahead into L1 (L2
+                // where `prefetch_l2`), 24 KiB ahead into L2.
+                prefetch_near(wj.wrapping_add(PF_DIST) as *const i8, l2);
+                _mm_prefetch::<_MM_HINT_T1>(wj.wrapping_add(PF_FAR) as *const i8);
+            }
+            load32::<FULL>(wj as *const u16, m)
+        });
+        for t in 0..N {
+            let xt = load32::<FULL>(xb.add(t * k + i), m);
+            for (aj, vj) in a.iter_mut().zip(&v) {
+                aj[t] = _mm512_dpbf16_ps(aj[t], *vj, xt);
+            }
+        }
+    }
+
+    /// Sums of R rows × N inputs: per (row, input) one accumulator, whose
+    /// lane l takes columns 2l and 2l + 1 of every 32 (a masked load past
+    /// the last full 32), summed across lanes at the end.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    unsafe fn pass<const N: usize, const R: usize>(
+        w: *const u8,
+        rb: usize,
+        xb: *const u16,
+        k: usize,
+        out: &mut [[f32; 8]; R],
+    ) {
+        let mut a = [[_mm512_setzero_ps(); N]; R];
+        let mut i = 0;
+        while i + 32 <= k {
+            cols32::<N, R, true>(&mut a, w, rb, xb, k, i, !0);
+            i += 32;
+        }
+        if i < k {
+            cols32::<N, R, false>(&mut a, w, rb, xb, k, i, (1 << (k - i)) - 1);
+        }
+        for (aj, oj) in a.iter().zip(out.iter_mut()) {
+            for (t, o) in oj[..N].iter_mut().enumerate() {
+                *o = _mm512_reduce_add_ps(aj[t]);
+            }
+        }
+    }
+
+    /// Rows three at a time (3 × 8 accumulators stay in registers), then
+    /// the last one or two.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    unsafe fn by_rows<const N: usize>(
+        w: &[u8],
+        rb: usize,
+        k: usize,
+        scale: f32,
+        rows: std::ops::Range<usize>,
+        xb: &[u16],
+        y: Dest,
+    ) {
+        let mut r = rows.start;
+        let base = w.as_ptr();
+        while r < rows.end {
+            let p = base.add(r * rb);
+            macro_rules! go {
+                ($rr:literal) => {{
+                    let mut o = [[0.0f32; 8]; $rr];
+                    pass::<N, $rr>(p, rb, xb.as_ptr(), k, &mut o);
+                    for (j, oj) in o.iter().enumerate() {
+                        for (t, v) in oj[..N].iter().enumerate() {
+                            *y.at(t, r + j) = scale * v;
+                        }
+                    }
+                    r += $rr;
+                }};
+            }
+            match if N == 1 { 1 } else { rows.end - r } {
+                1 => go!(1),
+                2 => go!(2),
+                _ => go!(3),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn rows_dot(
+        w: &[u8],
+        rb: usize,
+        k: usize,
+        scale: f32,
+        rows: std::ops::Range<usize>,
+        xb: &[u16],
+        n: usize,
+        y: Dest,
+    ) {
+        match n {
+            1 => by_rows::<1>(w, rb, k, scale, rows, xb, y),
+            2 => by_rows::<2>(w, rb, k, scale, rows, xb, y),
+            3 => by_rows::<3>(w, rb, k, scale, rows, xb, y),
+            4 => by_rows::<4>(w, rb, k, scale, rows, xb, y),
+            5 => by_rows::<5>(w, rb, k, scale, rows, xb, y),
+            6 => by_rows::<6>(w, rb, k, scale, rows, xb, y),
+            7 => by_rows::<7>(w, rb, k, scale, rows, xb, y),
+            _ => by_rows::<8>(w, rb, k, scale, rows, xb, y),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_matches_the_instruction() {
+        // Ties to even, carries into the exponent, overflow to infinity,
+        // subnormals to signed zero, NaN stays NaN.
+        let cases: [(u32, u16); 10] = [
+            (0x3f80_0000, 0x3f80),
+            (0x3f80_8000, 0x3f80), // tie, even stays
+            (0x3f81_8000, 0x3f82), // tie, odd rounds up
+            (0x3f80_8001, 0x3f81),
+            (0x3fff_ffff, 0x4000),
+            (0x7f7f_ffff, 0x7f80),
+            (0x0000_0001, 0x0000),
+            (0x8070_0000, 0x8000),
+            (0xff80_0000, 0xff80),
+            (0x7f80_0001, 0x7fc0),
+        ];
+        for (bits, want) in cases {
+            assert_eq!(to_bf16(f32::from_bits(bits)), want, "{bits:#x}");
+        }
+        // The SIMD path (where present) against the scalar one, on values
+        // of every exponent.
+        let mut s = 0x1234_5678u32;
+        let x: Vec<f32> = (0..4099)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                if i % 97 == 0 {
+                    f32::from_bits(s & 0x807f_ffff)
+                } else {
+                    f32::from_bits(s)
+                }
+            })
+            .collect();
+        let mut out = vec![0u16; x.len()];
+        round_slice(&x, &mut out);
+        let mut y = x.clone();
+        round_in_place(&mut y);
+        for (i, &v) in x.iter().enumerate() {
+            let want = to_bf16(v);
+            let (got, back) = (out[i], y[i].to_bits());
+            if v.is_nan() {
+                assert!(f32::from_bits((got as u32) << 16).is_nan() && y[i].is_nan());
+            } else {
+                assert_eq!(got, want, "{i}: {:#x}", v.to_bits());
+                assert_eq!(back, (want as u32) << 16, "{i}");
+            }
+        }
+    }
+
+    #[test]
+    fn products_match_exact_sums_of_rounded_values() {
+        if !has_bf16() {
+            return;
+        }
+        // Rows of odd and short lengths (tails), 1 to 8 inputs, split at
+        // every point: each result is the f64 sum of the bf16 products
+        // within f32 accumulation error, and the same bits however the
+        // rows are grouped.
+        for k in [1usize, 31, 32, 33, 100, 768] {
+            let rows = 7;
+            let rb = 2 * k + 6; // padded rows
+            let mut s = 99u32;
+            let mut rnd = || {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1 << 24) as f32 - 0.5
+            };
+            let wf: Vec<f32> = (0..rows * k).map(|_| rnd()).collect();
+            let mut w = vec![0u8; rows * rb];
+            for r in 0..rows {
+                for c in 0..k {
+                    let b = to_bf16(wf[r * k + c]).to_le_bytes();
+                    w[r * rb + 2 * c..r * rb + 2 * c + 2].copy_from_slice(&b);
+                }
+            }
+            for n in 1..=8 {
+                let x: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
+                let mut xb = vec![0u16; n * k];
+                round_slice(&x, &mut xb);
+                let mut whole = vec![0.0f32; n * rows];
+                let y = Dest::Strided {
+                    y: whole.as_mut_ptr(),
+                    ld: rows,
+                };
+                // SAFETY: has_bf16; y holds n × rows.
+                unsafe { rows_dot(&w, rb, k, 0.5, 0..rows, &xb, n, y) };
+                for cut in 1..rows {
+                    let mut parts = vec![0.0f32; n * rows];
+                    let y = Dest::Strided {
+                        y: parts.as_mut_ptr(),
+                        ld: rows,
+                    };
+                    // SAFETY: as above, two disjoint row ranges.
+                    unsafe {
+                        rows_dot(&w, rb, k, 0.5, 0..cut, &xb, n, y);
+                        rows_dot(&w, rb, k, 0.5, cut..rows, &xb, n, y);
+                    }
+                    assert_eq!(parts, whole, "k {k} n {n} cut {cut}");
+                }
+                for t in 0..n {
+                    for r in 0..rows {
+                        let want: f64 = (0..k)
+                            .map(|c| {
+                                let wv = f32::from_bits((to_bf16(wf[r * k + c]) as u32) << 16);
+                                wv as f64 * f32::from_bits((xb[t * k + c] as u32) << 16) as f64
+                            })
+                            .sum::<f64>()
+                            * 0.5;
+                        let got = whole[t * rows + r] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                            "k {k} n {n}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
