@@ -3,15 +3,19 @@
 //! multiplies 32 weight/input pairs and adds them into 16 f32 lanes, twice
 //! the multiply-adds per instruction of f32 FMAs, and with no conversion of
 //! the weights. Batched decode of bf16 weights is bound by arithmetic on a
-//! 2-core machine, so this is where it pays (host 3, batch-8 step of the
-//! 130m shape: +25-33%).
+//! 2-core machine, so this is where it pays on AMD's Zen 4 (host 3, batch-8
+//! step of the 130m shape: +32-45%), whose FMA unit does one 512-bit FMA
+//! per cycle and `vdpbf16ps` one too. On the Intel host measured before
+//! (host 2) `vdpbf16ps` ran one per ~2 cycles against two FMAs per cycle:
+//! half the f32 path's multiply-adds. So it is the default on AMD CPUs
+//! only ([`default_on`]).
 //!
 //! What it changes: each input is rounded to bf16 (round to nearest even,
 //! relative error at most 2^-9, the same as the weights' own rounding),
 //! products of bf16 values are exact in f32, and the sums stay f32. As with
-//! int8 inputs for 8-bit weights ([`super::vnni`]), this is on by default
-//! where the CPU has AVX-512 BF16 (`Model::bf16_dot`, off with
-//! `MAMBA_BF16_DOT=0`), for in_proj, out_proj and the head, in decode,
+//! int8 inputs for 8-bit weights ([`super::vnni`]), it is a model's switch
+//! (`Model::bf16_dot`, from [`default_on`]) that applies where the CPU has
+//! AVX-512 BF16, to in_proj, out_proj and the head, in decode,
 //! batched decode and prompts alike (prompts round their inputs the same
 //! way and use the f32 GEMM, so both agree within f32 rounding); x_proj and
 //! dt_proj keep exact inputs, as they feed the scan. llama.cpp's bf16
@@ -36,6 +40,25 @@ pub fn has_bf16() -> bool {
         #[cfg(not(target_arch = "x86_64"))]
         false
     })
+}
+
+/// `Model::bf16_dot` at load: `MAMBA_BF16_DOT=1` on, `=0` off, otherwise
+/// on for AMD CPUs (see the module's notes).
+pub fn default_on() -> bool {
+    choice(
+        std::env::var("MAMBA_BF16_DOT").ok().as_deref(),
+        super::simd::cpu_vendor_is_amd(),
+    )
+}
+
+/// [`default_on`]'s rule: the environment (`0`, `1`; anything else is
+/// ignored) wins over the vendor default.
+fn choice(env: Option<&str>, amd: bool) -> bool {
+    match env.map(str::trim) {
+        Some("0") => false,
+        Some("1") => true,
+        _ => amd,
+    }
 }
 
 /// Whether products with `w` round their inputs to bf16: `enabled`
@@ -331,6 +354,16 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_wins_over_the_vendor() {
+        assert!(choice(None, true));
+        assert!(!choice(None, false));
+        assert!(!choice(Some("0"), true));
+        assert!(choice(Some(" 1"), false));
+        assert!(choice(Some("yes"), true));
+        assert!(!choice(Some(""), false));
+    }
 
     #[test]
     fn rounding_matches_the_instruction() {

@@ -219,7 +219,7 @@ fn prefetch_choice(env: Option<&str>, amd: bool) -> bool {
 }
 
 /// The CPU's vendor string (CPUID leaf 0) names AMD or Hygon (Zen cores).
-fn cpu_vendor_is_amd() -> bool {
+pub(crate) fn cpu_vendor_is_amd() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: CPUID leaf 0 exists on every x86-64 CPU (a safe function
