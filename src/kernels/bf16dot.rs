@@ -284,7 +284,7 @@ mod x86 {
         _mm512_reduce_add_ps(s)
     }
 
-    /// Rows three at a time    /// Rows three at a time (3 × 8 accumulators stay in registers), then
+    /// Rows three at a time (3 × 8 accumulators stay in registers), then
     /// the last one or two.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     unsafe fn by_rows<const N: usize>(
