@@ -102,34 +102,64 @@ fn decode_is_identical_for_any_thread_count() {
     }
 }
 
+/// A model file loaded twice, its input-rounding switch off (`exact`) and
+/// on (`fast`), one session each decoding the same 32 greedy tokens (the
+/// exact model's choices): the worst relative error of fast's logits, how many of the
+/// 32 argmaxes agree, whether any logit differs, the tokens fed, and the
+/// fast session with all its logits (padded_vocab per position).
+struct AgainstExact {
+    worst: f32,
+    same: usize,
+    differs: bool,
+    fed: Vec<u32>,
+    fast: Session,
+    fast_logits: Vec<f32>,
+}
+
+fn decode_against_exact(file: &str, switch: impl Fn(&mut mamba::Model, bool)) -> AgainstExact {
+    let load = |on: bool| {
+        let mut m = mamba::load(&fixture(file), &LoadOptions::default()).unwrap();
+        switch(&mut m, on);
+        Arc::new(m)
+    };
+    let exact = load(false);
+    let vocab = exact.config.vocab_size;
+    let (mut a, mut b) = (Session::new(exact), Session::new(load(true)));
+    let (mut worst, mut same, mut differs) = (0.0f32, 0, false);
+    let (mut fed, mut fast_logits) = (Vec::new(), Vec::new());
+    let mut tok = 1u32;
+    for _ in 0..32 {
+        fed.push(tok);
+        let la = a.forward(tok).unwrap()[..vocab].to_vec();
+        let lb = &b.forward(tok).unwrap()[..vocab];
+        worst = worst.max(rel_err(lb, &la));
+        differs |= la.iter().zip(lb).any(|(x, y)| x != y);
+        same += (argmax(&la) == argmax(lb)) as usize;
+        fast_logits.extend_from_slice(b.logits());
+        tok = argmax(&la) as u32;
+    }
+    AgainstExact {
+        worst,
+        same,
+        differs,
+        fed,
+        fast: b,
+        fast_logits,
+    }
+}
+
 /// The VNNI decode for int8 (q8_row) weights rounds each product's
 /// input to 8 bits: its logits must stay close to the exact-input decode and
 /// pick the same tokens, and (where the CPU has VNNI) differ from it, which
 /// shows the path ran.
 #[test]
 fn int8_vnni_decode_stays_close_to_exact_inputs() {
-    let load = |vnni: bool| {
-        let mut m = mamba::load(&fixture("lm/C.q8row.gguf"), &LoadOptions::default()).unwrap();
-        m.int8_vnni = vnni;
-        Arc::new(m)
-    };
-    let (exact, fast) = (load(false), load(true));
-    let vocab = exact.config.vocab_size;
-    let (mut a, mut b) = (Session::new(exact), Session::new(fast));
-    let (mut worst, mut same, mut differs) = (0.0f32, 0, false);
-    let mut tok = 1u32;
-    for _ in 0..32 {
-        let la = a.forward(tok).unwrap()[..vocab].to_vec();
-        let lb = &b.forward(tok).unwrap()[..vocab];
-        worst = worst.max(rel_err(lb, &la));
-        differs |= la.iter().zip(lb).any(|(x, y)| x != y);
-        same += (argmax(&la) == argmax(lb)) as usize;
-        tok = argmax(&la) as u32;
-    }
+    let r = decode_against_exact("lm/C.q8row.gguf", |m, on| m.int8_vnni = on);
+    let (worst, same) = (r.worst, r.same);
     eprintln!("int8 VNNI decode vs exact inputs: rel err {worst:.2e}, top-1 {same}/32");
     assert!(worst < 3e-2, "VNNI decode rel err {worst}");
     assert!(same >= 31, "top-1 agreement {same}/32");
-    assert_eq!(differs, mamba::kernels::vnni::has_vnni());
+    assert_eq!(r.differs, mamba::kernels::vnni::has_vnni());
 }
 
 /// bf16 weights multiply inputs rounded to bf16 (`kernels::bf16dot`, where
@@ -138,39 +168,19 @@ fn int8_vnni_decode_stays_close_to_exact_inputs() {
 /// prompts (the f32 GEMM on the same rounded inputs) agree with decode.
 #[test]
 fn bf16_products_stay_close_to_exact_inputs() {
-    let load = |on: bool| {
-        let mut m = mamba::load(&fixture("lm/C.bf16.gguf"), &LoadOptions::default()).unwrap();
-        m.bf16_dot = on;
-        Arc::new(m)
-    };
-    let (exact, fast) = (load(false), load(true));
-    let vocab = exact.config.vocab_size;
-    let (mut a, mut b) = (Session::new(exact), Session::new(fast.clone()));
-    let (mut worst, mut same, mut differs) = (0.0f32, 0, false);
-    let mut tok = 1u32;
-    let mut fed = Vec::new();
-    let mut step_logits = Vec::new();
-    for _ in 0..32 {
-        fed.push(tok);
-        let la = a.forward(tok).unwrap()[..vocab].to_vec();
-        let lb = &b.forward(tok).unwrap()[..vocab];
-        worst = worst.max(rel_err(lb, &la));
-        differs |= la.iter().zip(lb).any(|(x, y)| x != y);
-        same += (argmax(&la) == argmax(lb)) as usize;
-        step_logits.extend_from_slice(b.logits());
-        tok = argmax(&la) as u32;
-    }
+    let r = decode_against_exact("lm/C.bf16.gguf", |m, on| m.bf16_dot = on);
+    let (worst, same) = (r.worst, r.same);
     eprintln!("bf16 products vs exact inputs: rel err {worst:.2e}, top-1 {same}/32");
     assert!(worst < 1e-2, "bf16 decode rel err {worst}");
     assert!(same >= 31, "top-1 agreement {same}/32");
-    assert_eq!(differs, mamba::kernels::bf16dot::has_bf16());
+    assert_eq!(r.differs, mamba::kernels::bf16dot::has_bf16());
     // The same tokens as one prompt: every position's logits and the state.
-    let mut p = Session::new(fast);
-    let mut all = vec![0.0; step_logits.len()];
-    p.forward_all(&fed, &mut all).unwrap();
-    let e = rel_err(&all, &step_logits);
+    let mut p = Session::new(r.fast.model().clone());
+    let mut all = vec![0.0; r.fast_logits.len()];
+    p.forward_all(&r.fed, &mut all).unwrap();
+    let e = rel_err(&all, &r.fast_logits);
     assert!(e < 1e-5, "bf16 prompt vs decode: rel err {e}");
     let (pc, ps) = p.raw_state();
-    let (bc, bs) = b.raw_state();
+    let (bc, bs) = r.fast.raw_state();
     assert!(rel_err(pc, bc) < 1e-5 && rel_err(ps, bs) < 1e-5);
 }

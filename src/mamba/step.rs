@@ -33,7 +33,9 @@
 //! two agree within f32 rounding (the prompt-vs-step parity tests). With
 //! several sequences, each weight row is converted once and used for every
 //! sequence ([`simd::dot_rows_multi_r`], the column-major kernels, or the
-//! int8 panel kernel).
+//! int8 panel kernel). 8-bit weights multiply int8-quantized inputs
+//! (`Model::int8_vnni`), bf16 weights bf16-rounded ones (`Model::bf16_dot`,
+//! [`kernels::bf16dot`]), for one sequence and a batch alike.
 
 use super::lm::LmState;
 use crate::kernels::{self, bf16dot, simd, vnni::QuantParts, vnni::QuantX, Dest};
