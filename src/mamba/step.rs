@@ -293,6 +293,13 @@ unsafe fn multi_rows<const R: usize>(
     r
 }
 
+/// Whether batches split their phases in guided chunks (AMD CPUs; see
+/// `step`), detected once.
+fn batch_guided() -> bool {
+    static G: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *G.get_or_init(simd::cpu_vendor_is_amd)
+}
+
 /// Feeds `tokens[t]` (< padded_vocab) to the t-th sequence of `seqs`, for
 /// 1 to [`MAX_SEQS`] sequences, each given as its state and the buffer for
 /// its padded_vocab next-token logits (written in place: a batch needs no
@@ -327,17 +334,21 @@ pub fn step<'a>(
 
     let threads = crate::threads::team_size();
     // Enough pieces per phase to balance threads, few enough that a piece
-    // streams a long contiguous run of weights. Batches: one piece per
-    // thread (their pieces take longer; each thread one long run was 2-12%
-    // faster than 2 or 4 per thread). One sequence: guided chunks, halving
-    // (with 2 threads) down to one unit, where 2 equal pieces per thread
-    // left a thread waiting for up to a quarter of a phase (host 3:
-    // 1.4-6.8% more tokens/s by dtype; see docs/performance.md).
+    // streams a long contiguous run of weights: guided chunks, each
+    // 1/threads of what is left (halving, with 2 threads) down to one unit.
+    // Two equal pieces per thread left a thread waiting for up to a quarter
+    // of a phase (one sequence, host 3: 1.4-6.8% more tokens/s by dtype).
+    // Batches: guided chunks on AMD CPUs, measured 1.00-1.08 by dtype over
+    // three runs on host 3 (since the bf16 products and the prefetched
+    // column kernels; mixed before); one piece per thread elsewhere, as host
+    // 2 (Intel) measured guided batches 1-3% slower and one long run per
+    // thread 2-12% faster than 2 or 4 pieces.
+    let guided = n == 1 || batch_guided();
     let split = |n_items: usize, unit: usize| {
-        if n > 1 {
-            Split::aligned(n_items, threads, unit)
-        } else {
+        if guided {
             Split::guided(n_items, threads, unit)
+        } else {
+            Split::aligned(n_items, threads, unit)
         }
     };
     // x_proj kept by column (`kernels::transposed`, AVX-512): each channel
