@@ -193,9 +193,11 @@ mod x86 {
         std::mem::transmute::<__m512i, __m512bh>(v)
     }
 
-    /// Columns i..i + 32 (those of mask `m` unless FULL) into `a`.
+    /// Columns i..i + 32 (those of mask `m` unless FULL) into `a`; `l2`:
+    /// [`prefetch_l2`], read once by the caller.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn cols32<const N: usize, const R: usize, const FULL: bool>(
         a: &mut [[__m512; N]; R],
         w: *const u8,
@@ -204,8 +206,8 @@ mod x86 {
         k: usize,
         i: usize,
         m: __mmask32,
+        l2: bool,
     ) {
-        let l2 = prefetch_l2();
         let v: [__m512bh; R] = std::array::from_fn(|j| {
             let wj = w.add(j * rb + 2 * i);
             if FULL {
@@ -236,13 +238,14 @@ mod x86 {
         out: &mut [[f32; 8]; R],
     ) {
         let mut a = [[_mm512_setzero_ps(); N]; R];
+        let l2 = prefetch_l2();
         let mut i = 0;
         while i + 32 <= k {
-            cols32::<N, R, true>(&mut a, w, rb, xb, k, i, !0);
+            cols32::<N, R, true>(&mut a, w, rb, xb, k, i, !0, l2);
             i += 32;
         }
         if i < k {
-            cols32::<N, R, false>(&mut a, w, rb, xb, k, i, (1 << (k - i)) - 1);
+            cols32::<N, R, false>(&mut a, w, rb, xb, k, i, (1 << (k - i)) - 1, l2);
         }
         for (aj, oj) in a.iter().zip(out.iter_mut()) {
             for (t, o) in oj[..N].iter_mut().enumerate() {
@@ -274,11 +277,11 @@ mod x86 {
         }
         let mut a0 = [[a[0]]];
         while i + 32 <= k {
-            cols32::<1, 1, true>(&mut a0, w, 0, xb, k, i, !0);
+            cols32::<1, 1, true>(&mut a0, w, 0, xb, k, i, !0, l2);
             i += 32;
         }
         if i < k {
-            cols32::<1, 1, false>(&mut a0, w, 0, xb, k, i, (1 << (k - i)) - 1);
+            cols32::<1, 1, false>(&mut a0, w, 0, xb, k, i, (1 << (k - i)) - 1, l2);
         }
         let s = _mm512_add_ps(_mm512_add_ps(a0[0][0], a[1]), _mm512_add_ps(a[2], a[3]));
         _mm512_reduce_add_ps(s)

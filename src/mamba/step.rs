@@ -408,10 +408,9 @@ pub fn step<'a>(
     // bf16 weights of the same phases, AVX-512 BF16: their input rounded
     // to bf16 (`kernels::bf16dot`), made between the phases (in_proj, the
     // head) or by the scan's chunks (out_proj's input, as for int8).
-    let bf = model.bf16_dot && bf16dot::has_bf16();
     let use_b = |p: usize| {
-        bf && matches!(phase(p), Phase::InConv(_) | Phase::Out(_) | Phase::Head)
-            && weight(p).dtype == crate::model::DType::BF16
+        matches!(phase(p), Phase::InConv(_) | Phase::Out(_) | Phase::Head)
+            && bf16dot::rounds(model.bf16_dot, weight(p))
     };
     let mut qparts: Option<QuantParts> = None;
     let ptr = Ptrs {
