@@ -168,9 +168,18 @@ fn gemm_rows(rows: usize) -> usize {
 /// weights are read once per call instead of once per token. With AVX-512
 /// the inputs are transposed once per call so a register holds 16 of them.
 pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
+    matmul_with(w, x, n, y, false)
+}
+
+/// [`matmul`]; with `bf16` (bf16 weights, [`bf16dot::has_bf16`], more than
+/// [`simd::MULTI_MAX`] inputs) the inputs are rounded to bf16 and
+/// transposed in pairs of columns, and [`bf16dot::gemm_t`] multiplies them
+/// with the stored rows.
+fn matmul_with(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], bf16: bool) {
     let (rows, cols) = (w.rows, w.cols);
     assert_eq!(x.len(), n * cols);
     assert_eq!(y.len(), n * rows);
+    assert!(!bf16 || (n > simd::MULTI_MAX && bf16dot::rounds(true, w)));
     if n == 1 {
         return matvec(w, x, y);
     }
@@ -181,7 +190,9 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     if n <= simd::MULTI_MAX && w.dtype != DType::F32 && matmul_few(w, x, n, y) {
         return;
     }
-    let transposed = simd::has_gemm_t();
+    let transposed = bf16 || simd::has_gemm_t();
+    // The transposed inputs' rows: columns, or pairs of them (bf16).
+    let kx = if bf16 { cols.div_ceil(2) } else { cols };
     if !transposed {
         // Without AVX-512 there is no register-tiled GEMM: groups of up to
         // MULTI_MAX inputs through the multi-input kernels (each weight row
@@ -203,7 +214,7 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     }
     let npad = n.div_ceil(16) * 16;
     // The inputs transposed in groups of (up to) xg: group g holds inputs
-    // xg·g.. as cols × width, one contiguous run that the kernel walks in
+    // xg·g.. as kx × width, one contiguous run that the kernel walks in
     // order (10-25% faster than one cols × npad array, whose rows it read
     // npad apart). Each group goes through the kernel on its own.
     let xg = simd::gemm_t_group();
@@ -211,9 +222,9 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
     let n_groups = npad.div_ceil(xg);
     let (xt, mut yt) = if transposed {
         let (mut xt, mut yt) = GEMM_BUFS.with(|b| std::mem::take(&mut *b.borrow_mut()));
-        fit(&mut xt, cols * npad);
+        fit(&mut xt, kx * npad);
         fit(&mut yt, rows * npad);
-        // Group g is xt[xg·g·cols..], cols × width; inputs past n (padding)
+        // Group g is xt[xg·g·kx..], kx × width; inputs past n (padding)
         // are zero, since they are multiplied in too. Tasks fill columns
         // c0..c1 (rows of the group) of one group: a prompt block is a
         // single group, so its columns are split over the threads.
@@ -224,20 +235,25 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         } else {
             1
         };
-        let col_chunk = cols.div_ceil(col_parts).next_multiple_of(16);
-        let col_parts = cols.div_ceil(col_chunk);
+        let col_chunk = kx.div_ceil(col_parts).next_multiple_of(16);
+        let col_parts = kx.div_ceil(col_chunk);
         let xp = SyncPtr(xt.as_mut_ptr());
         let fill = |task: usize| {
             let (g, part) = (task / col_parts, task % col_parts);
             let (t0, wg) = group(g);
-            let (c0, c1) = (part * col_chunk, ((part + 1) * col_chunk).min(cols));
+            let (c0, c1) = (part * col_chunk, ((part + 1) * col_chunk).min(kx));
             let valid = n.saturating_sub(t0).min(wg);
             // SAFETY: inputs t0..t0 + valid are rows of x; this task alone
             // writes rows c0..c1 (each wg wide) of group g, inside xt's
-            // cols × npad.
+            // kx × npad.
             unsafe {
-                let dst = xp.get().add(t0 * cols + c0 * wg);
-                simd::transpose(x[t0 * cols + c0..].as_ptr(), cols, valid, c1 - c0, dst, wg);
+                let dst = xp.get().add(t0 * kx + c0 * wg);
+                let src = x[t0 * cols..].as_ptr();
+                if bf16 {
+                    bf16dot::transpose_pairs(src, cols, valid, cols, c0..c1, dst, wg);
+                } else {
+                    simd::transpose(src.add(c0), cols, valid, c1 - c0, dst, wg);
+                }
                 if valid < wg {
                     for c in 0..c1 - c0 {
                         std::slice::from_raw_parts_mut(dst.add(c * wg + valid), wg - valid)
@@ -267,6 +283,21 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
         let (yp, yout) = (yp, yout);
         let r0 = b * block_rows;
         let r1 = (r0 + block_rows).min(rows);
+        if bf16 {
+            // SAFETY: as below; bf16 weights are read in place.
+            unsafe {
+                let slab = yp.0.add(r0 * npad);
+                for g in 0..n_groups {
+                    let (t0, wg) = group(g);
+                    let part = slab.add(t0 * (r1 - r0));
+                    let xg = &xt[t0 * kx..(t0 + wg) * kx];
+                    bf16dot::gemm_t(bytes, rb, r0..r1, cols, xg, wg, part, scale);
+                    let valid = n.saturating_sub(t0).min(wg);
+                    simd::transpose(part, wg, r1 - r0, valid, yout.0.add(t0 * rows + r0), rows);
+                }
+            }
+            return;
+        }
         let wf: &[f32] = if w.dtype == DType::F32 {
             &w.as_slice::<f32>()[r0 * cols..r1 * cols]
         } else {
@@ -289,7 +320,7 @@ pub fn matmul(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
                 for g in 0..n_groups {
                     let (t0, wg) = group(g);
                     let part = slab.add(t0 * (r1 - r0));
-                    let xg = &xt[t0 * cols..(t0 + wg) * cols];
+                    let xg = &xt[t0 * kx..(t0 + wg) * kx];
                     simd::gemm_t(wf, r1 - r0, xg, wg, cols, part, scale);
                     // Transpose the part (hot in cache) into y's columns r0..r1.
                     let valid = n.saturating_sub(t0).min(wg);
@@ -336,6 +367,8 @@ thread_local! {
     static GEMM_BUFS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = Default::default();
     /// One block of weight rows converted to f32 (non-f32 weights), per thread.
     static WEIGHT_BUF: std::cell::RefCell<Vec<f32>> = Default::default();
+    /// A few inputs rounded to bf16 (`matmul_bf16`), per calling thread.
+    static BF16_BUF: std::cell::RefCell<Vec<u16>> = Default::default();
 }
 
 /// Makes `v` hold at least `n` elements; callers use the first n. Never
@@ -351,7 +384,14 @@ fn fit(v: &mut Vec<f32>, n: usize) {
 /// a CPU with AVX-512 VNNI go through [`vnni`]: the inputs are quantized to
 /// int8 once per call, and the products are integer (see `kernels::vnni`
 /// for what that changes). Weight rows are split over threads in blocks.
-pub fn matmul_q(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], int8: bool) {
+/// With `bf16` set (`Model::bf16_dot`), bf16 weights on a CPU with AVX-512
+/// BF16 multiply the inputs rounded to bf16 ([`bf16dot`]): up to
+/// [`simd::MULTI_MAX`] inputs with decode's kernel, more with
+/// [`bf16dot::gemm_t`].
+pub fn matmul_q(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], int8: bool, bf16: bool) {
+    if bf16 && bf16dot::rounds(true, w) {
+        return matmul_bf16(w, x, n, y);
+    }
     if !(int8 && vnni::gemm_dtype(w.dtype) && vnni::has_vnni()) {
         return matmul(w, x, n, y);
     }
@@ -387,6 +427,42 @@ pub fn matmul_q(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], int8: bool) {
     } else {
         body(0, rows);
     }
+}
+
+/// [`matmul_q`] for bf16 weights with bf16 products.
+fn matmul_bf16(w: &Tensor, x: &[f32], n: usize, y: &mut [f32]) {
+    let (rows, k) = (w.rows, w.cols);
+    assert_eq!(x.len(), n * k);
+    assert_eq!(y.len(), n * rows);
+    if n > simd::MULTI_MAX {
+        return matmul_with(w, x, n, y, true);
+    }
+    // A few inputs (a prompt's last position for the head, a short block):
+    // rounded once into this thread's buffer, then decode's kernel
+    // (`bf16dot::rows_dot`) on runs of rows, in parallel when large.
+    let mut xb = BF16_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    xb.resize(n * k, 0);
+    bf16dot::round_slice(x, &mut xb);
+    let yp = SyncPtr(y.as_mut_ptr());
+    let (bytes, rb, scale) = (w.bytes(), w.row_bytes(), w.scale);
+    let body = |r: std::ops::Range<usize>| {
+        let dest = Dest::Strided {
+            y: yp.get(),
+            ld: rows,
+        };
+        // SAFETY: has_bf16 (rounds); rows r belong to this task, and every
+        // t·rows + r with t < n lies inside y.
+        unsafe { bf16dot::rows_dot(bytes, rb, k, scale, r, &xb, n, dest) };
+    };
+    if bytes.len() >= PAR_MIN_BYTES && rayon::current_num_threads() > 1 {
+        let chunk = (rows / (rayon::current_num_threads() * 8)).max(16);
+        crate::threads::par_for(rows.div_ceil(chunk), |c| {
+            body(c * chunk..((c + 1) * chunk).min(rows))
+        });
+    } else {
+        body(0..rows);
+    }
+    BF16_BUF.with(|b| *b.borrow_mut() = xb);
 }
 
 /// Y = X Wᵀ for a few inputs (batched decode): each stored row is read and
@@ -518,7 +594,64 @@ pub fn softplus(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::{rmsnorm, rmsnorm_rows, sum_squares};
+    use super::{bf16dot, matmul_q, rmsnorm, rmsnorm_rows, sum_squares};
+    use crate::model::{DType, Tensor};
+
+    /// bf16 weights with `bf16` products asked for: every result is the
+    /// f64 sum of the products of the bf16 weights and the inputs rounded
+    /// to bf16 (exact inputs where the CPU lacks AVX-512 BF16), within f32
+    /// accumulation error, for 1 to 130 inputs (decode's kernel up to 8,
+    /// the pair GEMM above, with partial tiles and groups), odd and short
+    /// rows, row counts off the 6-row tile, large products split over
+    /// threads.
+    #[test]
+    fn bf16_products_match_exact_sums_of_rounded_values() {
+        let rounds = bf16dot::has_bf16();
+        let mut s = 0x9e37_79b9u32;
+        let mut rnd = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1 << 24) as f32 - 0.5
+        };
+        let bf = |v: f32| f32::from_bits((bf16dot::to_bf16(v) as u32) << 16);
+        for (rows, k) in [(5, 1), (13, 2), (7, 33), (130, 64), (13, 101), (200, 768)] {
+            let wf: Vec<f32> = (0..rows * k).map(|_| bf(rnd())).collect();
+            let bytes: Vec<u8> = wf
+                .iter()
+                .flat_map(|&v| bf16dot::to_bf16(v).to_le_bytes())
+                .collect();
+            let w = Tensor::from_bytes(&bytes, DType::BF16, rows, k, "w")
+                .unwrap()
+                .with_scale(0.5);
+            for n in [1usize, 3, 8, 9, 16, 17, 64, 65, 130] {
+                let x: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
+                let mut y = vec![f32::NAN; n * rows];
+                matmul_q(&w, &x, n, &mut y, false, true);
+                for t in 0..n {
+                    for r in 0..rows {
+                        let (mut want, mut mag) = (0f64, 0f64);
+                        for c in 0..k {
+                            let xv = if rounds {
+                                bf(x[t * k + c])
+                            } else {
+                                x[t * k + c]
+                            };
+                            let p = wf[r * k + c] as f64 * xv as f64;
+                            want += p;
+                            mag += p.abs();
+                        }
+                        let got = y[t * rows + r] as f64;
+                        assert!(
+                            (got - 0.5 * want).abs() <= 1e-6 * (1.0 + mag),
+                            "rows {rows} k {k} n {n} at ({t}, {r}): {got} vs {}",
+                            0.5 * want
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// The vector-order sum of squares against f64, within its stated
     /// bound, for lengths around the 16 partial sums.

@@ -218,7 +218,7 @@ pub fn forward(
 
     // 1. in_proj: [xs | z] for every token.
     let xz = &mut s.xz[..n * 2 * di];
-    kernels::matmul_q(&w.in_proj, x, n, xz, d.int8);
+    kernels::matmul_q(&w.in_proj, x, n, xz, d.int8, d.bf16);
     add_bias(xz, 2 * di, w.in_proj_bias.as_ref());
 
     // 2. causal depthwise conv1d over time, then SiLU. The conv state holds
@@ -276,11 +276,8 @@ pub fn forward(
         }
     });
 
-    // 6. out_proj (bf16 weights: of y rounded to bf16, as decode does).
-    if kernels::bf16dot::rounds(d.bf16, &w.out_proj) {
-        kernels::bf16dot::round_in_place(y);
-    }
-    kernels::matmul_q(&w.out_proj, y, n, &mut out[..n * d.d_model], d.int8);
+    // 6. out_proj (bf16 weights: of y rounded to bf16 inside, as decode does).
+    kernels::matmul_q(&w.out_proj, y, n, &mut out[..n * d.d_model], d.int8, d.bf16);
     add_bias(
         &mut out[..n * d.d_model],
         d.d_model,

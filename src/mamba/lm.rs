@@ -181,10 +181,6 @@ fn run_layers(
             c.norm_eps,
         );
         let (ck, cs) = (di * c.d_conv, di * c.d_state);
-        if kernels::bf16dot::rounds(d.bf16, &layer.mixer.in_proj) {
-            // in_proj multiplies bf16-rounded inputs (as decode does).
-            kernels::bf16dot::round_in_place(&mut s.xn[..n * dm]);
-        }
         let xn = &s.xn[..n * dm];
         if let [st] = states {
             let mut one = [(
@@ -215,24 +211,17 @@ fn run_layers(
     let norm_f = w.norm_f.as_f32();
     let head = w.head();
     let v = c.padded_vocab;
-    let round = kernels::bf16dot::rounds(d.bf16, head);
     match logits {
         Logits::Skip => {}
         Logits::All(all) => {
             norm_rows(&mut s.xn[..n * dm], &s.x[..n * dm], norm_f, c.norm_eps);
-            if round {
-                kernels::bf16dot::round_in_place(&mut s.xn[..n * dm]);
-            }
-            kernels::matmul_q(head, &s.xn[..n * dm], n, &mut all[..n * v], d.int8);
+            kernels::matmul_q(head, &s.xn[..n * dm], n, &mut all[..n * v], d.int8, d.bf16);
             s.logits.copy_from_slice(&all[(n - 1) * v..n * v]);
         }
         Logits::Last => {
             let last = (n - 1) * dm;
             kernels::rmsnorm(&mut s.xn[..dm], &s.x[last..last + dm], norm_f, c.norm_eps);
-            if round {
-                kernels::bf16dot::round_in_place(&mut s.xn[..dm]);
-            }
-            kernels::matmul_q(head, &s.xn[..dm], 1, &mut s.logits, d.int8);
+            kernels::matmul_q(head, &s.xn[..dm], 1, &mut s.logits, d.int8, d.bf16);
         }
     }
 }
