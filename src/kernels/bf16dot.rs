@@ -38,11 +38,9 @@ pub fn has_bf16() -> bool {
     *V.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            let cap = std::env::var("MAMBA_ISA").unwrap_or_default();
-            super::simd::isa() == super::simd::Isa::Avx512
-                && (cap.is_empty() || cap == "vnni")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512bf16")
+            super::simd::avx512_extension(|| {
+                is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512bf16")
+            })
         }
         #[cfg(not(target_arch = "x86_64"))]
         false

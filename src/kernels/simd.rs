@@ -49,6 +49,16 @@ pub fn isa() -> Isa {
     })
 }
 
+/// Whether the kernels of an AVX-512 extension may run: the AVX-512 tier
+/// is on ([`isa`]), `MAMBA_ISA` is unset or `vnni` (lower caps turn every
+/// extension off), and `present` (the extension's feature checks) holds.
+/// Callers keep the answer in their own `OnceLock`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx512_extension(present: impl FnOnce() -> bool) -> bool {
+    let cap = std::env::var("MAMBA_ISA").unwrap_or_default();
+    isa() == Isa::Avx512 && (cap.is_empty() || cap == "vnni") && present()
+}
+
 /// Σ a[i]·b[i] over the common length.
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {

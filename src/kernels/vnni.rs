@@ -28,7 +28,6 @@
 //! it off); `MAMBA_ISA=avx512` (or lower) disables these kernels.
 
 use super::convert::q8row_scale;
-use super::simd::{isa, Isa};
 use super::Dest;
 use crate::model::{DType, Tensor};
 use std::sync::OnceLock;
@@ -43,11 +42,9 @@ pub fn has_vnni() -> bool {
     *V.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            let cap = std::env::var("MAMBA_ISA").unwrap_or_default();
-            isa() == Isa::Avx512
-                && (cap.is_empty() || cap == "vnni")
-                && is_x86_feature_detected!("avx512vnni")
-                && is_x86_feature_detected!("avx512bw")
+            super::simd::avx512_extension(|| {
+                is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw")
+            })
         }
         #[cfg(not(target_arch = "x86_64"))]
         false
