@@ -51,6 +51,8 @@ fn sum_read(c: &[f32], fast: bool) -> f32 {
             return unsafe { sum_avx512(c) };
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = fast;
     let mut acc = [0.0f32; 64];
     for ch in c.chunks_exact(64) {
         for (a, v) in acc.iter_mut().zip(ch) {

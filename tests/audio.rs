@@ -323,7 +323,11 @@ fn kws_features_layout_and_helpers() {
     let b = kws_features(&loud, &p).unwrap();
     assert_eq!(a.len(), 69 * 135);
     let e = max_row_rel_err(&a, &b, 69, 135, 1.0);
-    assert!(e < 1e-4, "scale invariance {e}");
+    // Not exact: mel bands far from the tone hold only rounding noise, whose
+    // log differs between the two scales (8.6e-5 on x86-64, 1.0e-4 on
+    // aarch64 with its own libm); without the normalization whole rows
+    // would shift by the log of the scale.
+    assert!(e < 2e-4, "scale invariance {e}");
     let t = transpose(&a, 69, 135);
     assert_eq!(t[5 * 69 + 30], a[30 * 135 + 5]);
     // All-zero input stays finite (no division by zero).

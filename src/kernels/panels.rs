@@ -38,6 +38,7 @@ pub const GROUP: usize = 16;
 
 /// Input blocks (32 inputs each) per pass when more than 4 sequences take
 /// turns over a group pair: 2 groups × 16 blocks × 544 B ≈ 17 KiB, L1-resident.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const PIECE_BLOCKS: usize = 16;
 
 /// An 8-bit weight matrix in VNNI panel layout (see the module comment).

@@ -25,7 +25,9 @@
 //! sums differs from decode's, within f32 rounding (the prompt-vs-step parity
 //! tests hold it to 1e-5).
 
-use super::simd::{isa, scan_channels, Isa};
+use super::simd::scan_channels;
+#[cfg(target_arch = "x86_64")]
+use super::simd::{isa, Isa};
 
 /// exp(x) is flushed to 0 below x = [`super::EXP_FLUSH_BELOW`]; in base 2
 /// that is 2^x' for x' below this (x' = x·log2 e).

@@ -154,7 +154,9 @@ pub unsafe fn gemm_t(
 /// exp(x) = 2^n · exp(r), x = n·ln2 + r: ln2 split in two for an exact
 /// reduction, and exp(r)'s degree-6 Taylor coefficients, highest first
 /// (Horner). Shared by the AVX-512 and AVX2 versions.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const EXP_LN2: (f32, f32) = (0.693_145_75, 1.428_606_8e-6);
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const EXP_POLY: [f32; 7] = [
     1.0 / 720.0,
     1.0 / 120.0,
@@ -166,6 +168,7 @@ pub(crate) const EXP_POLY: [f32; 7] = [
 ];
 /// Cephes' logf: the polynomial in f = m - 1 (highest first) and the two
 /// parts of ln2 it adds back per exponent. Shared as above.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const LOG_POLY: [f32; 9] = [
     7.037_683_6e-2,
     -1.151_461e-1,
@@ -177,12 +180,14 @@ pub(crate) const LOG_POLY: [f32; 9] = [
     -2.499_999_4e-1,
     3.333_333_1e-1,
 ];
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const LOG_LN2: (f32, f32) = (-2.121_944_4e-4, 0.693_359_4);
 
 /// How far ahead (bytes) the decode dot kernels prefetch a weight row. Rows
 /// are read one after another, so this reaches into the next rows: 8 KiB
 /// keeps enough misses in flight for one core to approach the memory's read
 /// bandwidth (1 KiB left f16 and int8 decode 15-25% slower on this machine).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const PF_DIST: usize = 8192;
 
 /// How far ahead (bytes) the AVX-512 decode kernels also prefetch into L2
@@ -194,6 +199,7 @@ pub(crate) const PF_DIST: usize = 8192;
 /// kernels too (measured on host 2 with `MAMBA_ISA=avx2`: f32 +15-20%,
 /// f16 +4-5%, bf16 +7%). Not in the batched float kernels (`multir_*`: no
 /// change for a batch-8 f16 step).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const PF_FAR: usize = 24576;
 
 /// Whether the kernels' streaming prefetches (weight rows [`PF_DIST`] ahead,
@@ -266,6 +272,7 @@ pub fn prefetch_near(p: *const i8, l2: bool) {
 /// Calls `$f::<N>(args)` for the input count `$n` (2 to [`MULTI_MAX`]): the
 /// multi-input kernels are generic over N so their accumulators stay in
 /// registers.
+#[cfg(target_arch = "x86_64")]
 macro_rules! by_n {
     ($n:expr, $($f:ident)::+, $($arg:expr),*) => {
         match $n {

@@ -35,6 +35,7 @@ use crate::model::{DType, Tensor};
 /// Most input vectors one call takes.
 pub const MAX_INPUTS: usize = super::simd::MULTI_MAX;
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Debug)]
 enum Data {
     F32(Vec<f32>),
@@ -50,6 +51,7 @@ enum Data {
 /// A rows × cols matrix stored by column, `ld` elements per column
 /// (rows rounded up to 16), plus 16 elements of zeros after the last
 /// column so that a vector load at any row below `rows` stays inside.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Debug)]
 pub struct Transposed {
     pub rows: usize,

@@ -27,6 +27,7 @@
 //! switch is `Model::int8_vnni` (on by default, `MAMBA_INT8_VNNI=0` turns
 //! it off); `MAMBA_ISA=avx512` (or lower) disables these kernels.
 
+#[cfg(any(target_arch = "x86_64", test))]
 use super::convert::q8row_scale;
 use super::Dest;
 use crate::model::{DType, Tensor};
@@ -159,6 +160,7 @@ impl QuantX {
 /// [`QuantParts::quantize`] writes only what belongs to its vector and its
 /// 64-column chunks, so threads can fill disjoint parts at once (decode
 /// quantizes each chunk of the scan's output on the thread that made it).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy)]
 pub struct QuantParts {
     n: usize,

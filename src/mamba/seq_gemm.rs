@@ -7,6 +7,7 @@
 use crate::model::{DType, Tensor};
 
 /// A weight matrix packed as Wᵀ.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub struct Packed {
     pub rows: usize,

@@ -8,7 +8,9 @@
 
 use super::seq_gemm::{self, Packed};
 use super::Dims;
-use crate::kernels::{self, exp_slice};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels;
+use crate::kernels::exp_slice;
 use crate::model::MixerWeights;
 
 /// Work buffers, grown to the longest sequence seen.
