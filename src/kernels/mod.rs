@@ -283,22 +283,11 @@ fn matmul_with(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], bf16: bool) {
         let (yp, yout) = (yp, yout);
         let r0 = b * block_rows;
         let r1 = (r0 + block_rows).min(rows);
-        if bf16 {
-            // SAFETY: as below; bf16 weights are read in place.
-            unsafe {
-                let slab = yp.0.add(r0 * npad);
-                for g in 0..n_groups {
-                    let (t0, wg) = group(g);
-                    let part = slab.add(t0 * (r1 - r0));
-                    let xg = &xt[t0 * kx..(t0 + wg) * kx];
-                    bf16dot::gemm_t(bytes, rb, r0..r1, cols, xg, wg, part, scale);
-                    let valid = n.saturating_sub(t0).min(wg);
-                    simd::transpose(part, wg, r1 - r0, valid, yout.0.add(t0 * rows + r0), rows);
-                }
-            }
-            return;
-        }
-        let wf: &[f32] = if w.dtype == DType::F32 {
+        // The block's rows as f32 for the f32 GEMM (bf16 products read the
+        // stored rows in place).
+        let wf: &[f32] = if bf16 {
+            &[]
+        } else if w.dtype == DType::F32 {
             &w.as_slice::<f32>()[r0 * cols..r1 * cols]
         } else {
             wbuf.resize((r1 - r0) * cols, 0.0);
@@ -321,7 +310,11 @@ fn matmul_with(w: &Tensor, x: &[f32], n: usize, y: &mut [f32], bf16: bool) {
                     let (t0, wg) = group(g);
                     let part = slab.add(t0 * (r1 - r0));
                     let xg = &xt[t0 * kx..(t0 + wg) * kx];
-                    simd::gemm_t(wf, r1 - r0, xg, wg, cols, part, scale);
+                    if bf16 {
+                        bf16dot::gemm_t(bytes, rb, r0..r1, cols, xg, wg, part, scale);
+                    } else {
+                        simd::gemm_t(wf, r1 - r0, xg, wg, cols, part, scale);
+                    }
                     // Transpose the part (hot in cache) into y's columns r0..r1.
                     let valid = n.saturating_sub(t0).min(wg);
                     simd::transpose(part, wg, r1 - r0, valid, yout.0.add(t0 * rows + r0), rows);
